@@ -57,7 +57,7 @@ def run_fit(args) -> int:
         {
             "n_runs": int(len(model.data)),
             "n_cells": int(len(model.cells)),
-            "rules": model.sweep.rule_counts,
+            "rules": model.rule_counts(),
             **{k: report[k] for k in ("seconds", "compile_seconds", "sampling_seconds", "rhat_max", "ess_bulk_min", "divergences")},
             "out": str(args.out),
         }

@@ -1,5 +1,5 @@
 """Is the loss convex in log LR near the optimum? Two answers for each LR slice (one cell,
-one batch size, the runs within 3% of the cell's best loss):
+one batch size, the runs inside the surface fit's window, 1% of the cell's best loss by default):
 
 1. A posterior predictive check of the surface model (a convex bowl along every slice): the
    discrepancy is the most negative second divided difference of loss in log2 LR, and the
@@ -35,9 +35,11 @@ def second_differences(x, y) -> np.ndarray:
     return 2 * np.diff(slope, axis=-1) / (x[2:] - x[:-2])
 
 
-def lr_slices(fit, slice_window: float = 0.01, near: float = 0.03, min_points: int = 4) -> pd.DataFrame:
-    """The runs within ``near`` of their cell's best loss, grouped into (cell, batch size)
-    slices, for the batch sizes whose best run is within ``slice_window`` of the cell's best."""
+def lr_slices(fit, slice_window: float = 0.005, near: float | None = None, min_points: int = 4) -> pd.DataFrame:
+    """The runs within ``near`` of their cell's best loss (default: the fit's window), grouped
+    into (cell, batch size) slices, for the batch sizes whose best run is within
+    ``slice_window`` of the cell's best."""
+    near = fit.config["window"] if near is None else near
     table = fit.data.assign(cell=fit.cell_index, log2_lr=np.log2(fit.data["lr"]))
     table = table[~table["diverged"]]
     cell_best = table.groupby("cell")["target"].transform("min")
@@ -59,17 +61,14 @@ def posterior_predictive_check(fit, slices: pd.DataFrame, n_draws: int = 400, se
     rng = np.random.default_rng(seed)
     total = len(fit.draws("sigma"))
     pick = rng.choice(total, size=min(n_draws, total), replace=False)
-    sigma, sigma_rel = (fit.draws(k)[pick] for k in ("sigma", "sigma_rel"))
-    nu = np.full(len(pick), fit.config["nu"])
+    sigma = fit.draws("sigma")[pick, None]
     rows = []
     for s, runs in slices.groupby("slice", sort=True):
         runs = runs.groupby("log2_lr", as_index=False).agg(target=("target", "mean"), lr=("lr", "first"),
                                                             batch_tokens=("batch_tokens", "first"), cell=("cell", "first"))
         cell = int(runs["cell"].iloc[0])
         mean = fit.cell_mean(cell, runs["lr"], runs["batch_tokens"])[pick]
-        excess = mean - fit.draws("loss_opt")[pick, cell, None]
-        scale = np.sqrt(sigma[:, None] ** 2 + (sigma_rel[:, None] * excess) ** 2)
-        y_rep = mean + scale * rng.standard_t(nu[:, None], size=mean.shape)
+        y_rep = mean + sigma * rng.logistic(size=mean.shape)
         x = runs["log2_lr"].to_numpy()
         t_obs = second_differences(x, runs["target"].to_numpy()).min()
         t_rep = second_differences(x, y_rep).min(axis=-1)
@@ -167,7 +166,7 @@ def compare_shapes(slices: pd.DataFrame, draws: int = 400, tune: int = 400, chai
     return table.reset_index(), diag.compare(fitted), reports
 
 
-def convexity_check(fit, slice_window: float = 0.01, seed: int = 0, draws: int = 400, tune: int = 400) -> pd.DataFrame:
+def convexity_check(fit, slice_window: float = 0.005, seed: int = 0, draws: int = 400, tune: int = 400) -> pd.DataFrame:
     """The convexity table of a surface fit: one row per (cell, batch size) slice."""
     slices = lr_slices(fit, slice_window)
     if slices.empty:

@@ -7,7 +7,10 @@ procedure, on the same folds.
 The target of each held-out cell is its near-optimal centre (geometric mean LR and batch
 size of the runs within 0.25% of its best smoothed loss). Reported per method and quantity:
 coverage of the 90% intervals and the median |log2 error| of the point prediction (posterior
-mean for the surface model, OLS fit for Step Law). Usage:
+mean for the surface model, OLS fit for Step Law). The surface model answers twice: ``bayes``
+is its optimum (η*, B*), ``bayes_centre`` the near-optimal centre a sweep of the held-out
+cell would measure on this sweep's grid (``SurfaceFit.centre``; the grid comes from the
+training cells). Usage:
 
     python benchmarks/eval_steplaw.py [--folds loco,extrapolation] [--draws 500] [--out results.csv]
 """
@@ -61,7 +64,9 @@ def evaluate(which, draws, tune, chains, seed, out=None) -> tuple[pd.DataFrame, 
         baseline = fit_steplaw(train, n_boot=1000, seed=seed)
         for N, D in test:
             truth = centres.loc[(N, D)]
-            for method, pred in (("bayes", model.optimum(N, D, prob=PROB)), ("steplaw", baseline.predict(N, D, prob=PROB))):
+            predictions = {"bayes": model.optimum(N, D, prob=PROB), "bayes_centre": model.centre(N, D, prob=PROB),
+                           "steplaw": baseline.predict(N, D, prob=PROB)}
+            for method, pred in predictions.items():
                 for quantity in ("lr", "batch_tokens"):
                     p = pred.loc[quantity]
                     rows.append({

@@ -9,7 +9,7 @@ import pytest
 from bayescale import cli
 from bayescale.data.curves import DataError
 from bayescale.fitting import SamplingWarning, load
-from bayescale.laws.surface import SurfaceFit, linex, surface_loss
+from bayescale.laws.surface import SurfaceFit, grid_centres, linex, surface_loss, sweep_grid
 from bayescale.specs import from_spec
 from bayescale.steplaw import fit_steplaw, published_optimum
 
@@ -42,6 +42,65 @@ def test_surface_minimum_sits_at_the_optimum_on_the_ridge():
     assert above > below > 2.5
 
 
+def test_ridge_bends_with_the_batch():
+    log_lr, log_bs = np.log(2e-3), np.log(5e5)
+    shape = {"a_lr": 0.03, "k_lr": 0.0, "a_bs": 0.02, "k_bs": 0.0, "gamma": 0.4, "bend": -0.3}
+    lr = np.exp(log_lr + np.linspace(-3, 3, 601))
+    for y in (-1.0, 1.0, 2.0):
+        best = lr[np.argmin(surface_loss(lr, np.exp(log_bs + y), log_lr, log_bs, 2.5, **shape))]
+        assert np.log(best) - log_lr == pytest.approx(0.4 * y - 0.3 * y * y, abs=0.011)
+
+
+SYMMETRIC = {"a_lr": 0.03, "k_lr": 0.0, "a_bs": 0.02, "k_bs": 0.0, "gamma": 0.0, "bend": 0.0}
+
+
+def _centre(shape, log_lr=np.log(2.0**-9), log_bs=np.log(2.0**18), noise=None):
+    draws = {k: np.full(1, v) for k, v in shape.items()}
+    one = np.ones(1)
+    grid = sweep_grid(np.array([2.0**-9]), np.array([2.0**18]), log_lr * one, log_bs * one)
+    return grid_centres(*grid, log_lr * one, log_bs * one, 2.5 * one, draws, noise_scale=noise)[0]
+
+
+def test_grid_centre_of_a_symmetric_bowl_on_its_lattice_is_its_optimum():
+    assert _centre(SYMMETRIC) == pytest.approx([np.log(2.0**-9), np.log(2.0**18)])
+
+
+def test_grid_centre_leans_to_the_flat_side():
+    # steep above the optimal LR (k > 0): the near-optimal runs lie mostly below it
+    steep_above = {**SYMMETRIC, "a_lr": 0.01, "k_lr": 3.0}
+    assert _centre(steep_above)[0] < np.log(2.0**-9) - 0.1
+
+
+def test_grid_spans_the_sweep_and_the_optima():
+    lr_grid, bs_grid = sweep_grid(np.array([2.0**-10, 2.0**-8.5]), np.array([65536.0, 393216.0]),
+                                  np.log(np.array([2.0**-13])), np.log(np.array([2.0**22])))
+    assert np.allclose(np.diff(np.log2(lr_grid)), 0.5)
+    assert lr_grid.min() <= 2.0**-17 and lr_grid.max() >= 2.0**-8.5
+    assert {65536.0, 393216.0} <= set(bs_grid) and bs_grid.max() >= 2.0**26
+
+
+def test_noisy_grid_centres_scatter_around_the_noiseless_one():
+    draws = {k: np.full(500, v) for k, v in SYMMETRIC.items()}
+    opt = np.full(500, np.log(2.0**-9)), np.full(500, np.log(2.0**18))
+    grid = sweep_grid(np.array([2.0**-9]), np.array([2.0**18]), *opt)
+    centres = grid_centres(*grid, *opt, np.full(500, 2.5), draws, noise_scale=np.full(500, 0.003), seed=1)
+    assert centres.std(axis=0).min() > 0.05
+    assert centres.mean(axis=0) == pytest.approx([np.log(2.0**-9), np.log(2.0**18)], abs=0.05)
+
+
+def test_runs_outside_the_window_and_diverged_runs_are_censored_and_counted():
+    rows = [{"N": 1e8, "D": 1e9, "lr": 2.0**-k, "batch_tokens": 2.0**18, "loss": 2.0 + 0.004 * (k - 9) ** 2} for k in range(5, 14)]
+    rows.append({"N": 1e8, "D": 1e9, "lr": 2.0**-4, "batch_tokens": 2.0**18, "loss": np.nan})
+    model = SurfaceFit()
+    model.prepare(pd.DataFrame(rows))
+    censored = model.censored()
+    loss = pd.DataFrame(rows)["loss"].to_numpy()
+    assert censored[-1] and not censored[np.nanargmin(loss)]
+    assert (censored[:-1] == (loss[:-1] > 2.0 * 1.01)).all()
+    counts = model.rule_counts()
+    assert counts["censored_diverged"] == 1 and counts["censored_above_0.01_window"] == int((loss[:-1] > 2.02).sum())
+
+
 def test_published_steplaw_at_the_seed_blog_point():
     # SCIENCE.md §6: Step Law gives 5.4e-4 at (N, D) = (4.7e9, 1e11)
     assert published_optimum(4.7e9, 1e11)["lr"] == pytest.approx(5.4e-4, rel=0.01)
@@ -71,7 +130,7 @@ def test_unknown_prior_name_is_refused():
 def test_spec_is_the_surface_model():
     model = from_spec("sweep")
     assert isinstance(model, SurfaceFit)
-    assert model.config["nu"] == 5.0
+    assert model.config["window"] == 0.01
 
 
 @pytest.fixture(scope="module")
