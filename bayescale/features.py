@@ -113,19 +113,28 @@ class DecayTerms:
     """The multi-power-law decay sum LD(t) = B Σ_k d_k G(η_k^(−γ) S_k(t)) with the LR
     changes merged into groups, as a dense (observed step × group) matrix of areas.
 
-    Changes are grouped within each interval between observed steps (so no group straddles
-    an observed step) into at most ``max_group`` consecutive changes; a group acts as one
-    drop of its summed size at its drop-weighted mean position. Groups of a single change
-    are exact (sudden drops stay exact)."""
+    The changes up to the schedule's first peak (the warmup's rises) count as fully relaxed,
+    G = 1: they add B·(η_0 − η_min(t, peak)) to LD. The law describes the response to LR
+    decreases; with this convention the released constants give the published PredE.
+
+    Later changes are grouped within each interval between observed steps (so no group
+    straddles an observed step) into at most ``max_group`` consecutive changes; a group acts
+    as one drop of its summed size at its drop-weighted mean position. Groups of a single
+    change are exact (sudden drops stay exact)."""
 
     drop: np.ndarray  # summed drop per group
     lr_at: np.ndarray  # η at the group's position
     area: np.ndarray  # S_k(t_j) for each observed step j and group k; 0 where k > t_j
+    warmup_drop: np.ndarray  # the warmup's (negative) drops up to each observed step, G = 1
 
     @classmethod
     def from_schedule(cls, lr, steps, max_group: int = 64) -> "DecayTerms":
         lr = np.asarray(lr, dtype=np.float64)
         steps, d, k, segment = _lr_changes(lr, steps)
+        peak = int(np.argmax(lr))
+        warmup_drop = lr[0] - lr[np.minimum(steps, peak)]
+        after_peak = k > peak
+        k, segment = k[after_peak], segment[after_peak]
         # group id: split each segment's run of changes into chunks of max_group
         rank_in_segment = np.arange(k.size) - np.searchsorted(segment, segment, side="left")
         new_group = np.ones(k.size, dtype=bool)
@@ -144,13 +153,13 @@ class DecayTerms:
         group_segment = np.zeros(n_groups, dtype=np.int64)
         group_segment[group] = segment
         area = np.where(group_segment[None, :] <= np.arange(steps.size)[:, None], area, 0.0)
-        return cls(drop=drop, lr_at=lr_at, area=area)
+        return cls(drop=drop, lr_at=lr_at, area=area, warmup_drop=warmup_drop)
 
     def loss_drop(self, B, C, beta, gamma, xp=np):
         """LD at the observed steps for scalar constants; ``xp`` is numpy or pytensor.tensor."""
         x = (self.lr_at ** (-gamma))[None, :] * self.area
         g = 1.0 - (C * x + 1.0) ** (-beta)
-        return B * xp.dot(g, self.drop)
+        return B * (xp.dot(g, self.drop) + self.warmup_drop)
 
     def loss_drop_draws(self, B, C, beta, gamma, chunk: int = 16) -> np.ndarray:
         """LD for arrays of posterior draws of the constants: (draws, observed steps)."""
@@ -160,21 +169,25 @@ class DecayTerms:
             part = slice(start, start + chunk)
             x = self.lr_at[None, None, :] ** (-gamma[part, None, None]) * self.area[None]
             g = 1.0 - (C[part, None, None] * x + 1.0) ** (-beta[part, None, None])
-            out[part] = B[part, None] * (g @ self.drop)
+            out[part] = B[part, None] * (g @ self.drop + self.warmup_drop)
         return out
 
 
 def multipower_decay_exact(lr, steps, B, C, beta, gamma) -> np.ndarray:
-    """Reference O(J·K) evaluation of LD(t) with no grouping (for tests)."""
+    """Reference O(J·K) evaluation of LD(t) with no grouping (for tests); the changes up to
+    the first peak count with G = 1."""
     lr = np.asarray(lr, dtype=np.float64)
     steps = _check_steps(lr, steps)
     s1 = np.cumsum(lr)
+    peak = int(np.argmax(lr))
     out = np.zeros(steps.size)
     for j, t in enumerate(steps):
         total = 0.0
         for kk in range(1, t + 1):
             dk = lr[kk - 1] - lr[kk]
-            if dk != 0.0:
+            if kk <= peak:
+                total += dk
+            elif dk != 0.0:
                 area = s1[t] - s1[kk - 1]
                 total += dk * (1.0 - (C * lr[kk] ** (-gamma) * area + 1.0) ** (-beta))
         out[j] = B * total

@@ -45,8 +45,8 @@ class Schedule:
     def post_warmup(self) -> np.ndarray:
         """The schedule with the initial warmup replaced by the LR it warms up to.
 
-        The annealing area and the multi-power decay term treat the initial warmup as no
-        annealing at all (rising LR there is not a re-warmup)."""
+        The annealing area treats the initial warmup as no annealing at all (rising LR
+        there is not a re-warmup)."""
         lr = self.lr.copy()
         lr[: self.warmup_steps] = lr[self.warmup_steps]
         return lr

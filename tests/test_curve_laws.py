@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from bayescale import features, schedules
 from bayescale.data.curves import Curves, DataError, read_curves
@@ -86,7 +87,8 @@ def test_tissue_posterior_mean_within_two_percent_of_published(dataset):
     assert model.fit_report["divergences"] == 0
 
 
-@pytest.mark.parametrize("size, r2, prede", [("25", 0.9988, 0.0013), ("100", 0.9983, 0.0018)])
+# 25M reproduces the published 0.00110; 100M gives 0.00156 against the published 0.00142
+@pytest.mark.parametrize("size, r2, prede", [("25", 0.9988, 0.00111), ("100", 0.9983, 0.00157)])
 def test_released_multipower_constants_on_the_papers_split(dataset, size, r2, prede):
     curves = read_curves(dataset(f"multipower-{size}m"))
     train = ["constant_24000", "cosine_24000", "wsdcon_9"]
@@ -188,3 +190,29 @@ def test_run_too_short(tmp_path):
 def test_unknown_prior_name():
     with pytest.raises(ValueError, match="no parameter named"):
         AnnealingLaw(priors={"L_inf": {"dist": "Normal", "kwargs": {"mu": 0, "sigma": 1}}})
+
+
+def test_ar1_likelihood_is_the_plain_conditional_student_t():
+    curves = read_curves(CURVES).select(TRUTH["train_runs"])
+    model = AnnealingLaw(config={"warmup_steps": TRUTH["warmup_steps"], "noise": "ar1"})
+    model.prepare(curves)
+    model.priors = model.resolve_priors()
+    pm_model = model.build_model()
+    point = pm_model.initial_point()
+    point["rho_logodds__"] = np.log(0.8 / 0.2)
+    values = dict(zip([v.name for v in pm_model.unobserved_value_vars],
+                      pm_model.compile_fn(pm_model.unobserved_value_vars, point_fn=True)(point)))
+    got = pm_model.compile_logp(vars=[pm_model["log_loss"]], sum=False)(point)[0]
+
+    mu = np.log(np.ravel(model.law_mean(model.feats, {k: values[k] for k in model.law_params})))
+    sigma, rho, nu = values["sigma"], values["rho"], model.config["nu"]
+    steps, runs = model.obs["step"].to_numpy(), model.obs["run"].to_numpy()
+    expected = np.empty(len(model.y))
+    for i in range(len(model.y)):
+        if i == 0 or runs[i] != runs[i - 1]:
+            mean, scale = mu[i], sigma
+        else:
+            corr = rho ** ((steps[i] - steps[i - 1]) / model.config["noise_spacing"])
+            mean, scale = mu[i] + corr * (model.y[i - 1] - mu[i - 1]), sigma * np.sqrt(1 - corr**2)
+        expected[i] = stats.t.logpdf(model.y[i], nu, loc=mean, scale=scale)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-8)

@@ -83,14 +83,24 @@ PARAMS = dict(B=0.1, C=0.1, beta=0.6, gamma=0.6)
 
 @pytest.mark.parametrize(
     "schedule",
-    [schedules.wsd(3000, cooldown=0.3, final=0.05), schedules.step(3000), schedules.cosine(3000, final=0.01)],
-    ids=lambda s: s.name,
+    [schedules.wsd(3000, cooldown=0.3, final=0.05), schedules.step(3000), schedules.cosine(3000, final=0.01),
+     schedules.cosine(3000, final=0.01, warmup_steps=300), schedules.cyclic(3000, 1000, final=0.1, rewarmup_steps=100, warmup_steps=50)],
+    ids=lambda s: f"{s.name}-warmup{s.warmup_steps}",
 )
 def test_grouped_decay_sum_is_exact_with_groups_of_one(schedule):
     steps = np.arange(10, 3001, 97)
     exact = features.multipower_decay_exact(schedule.lr, steps, **PARAMS)
     grouped = features.DecayTerms.from_schedule(schedule.lr, steps, max_group=1).loss_drop(**PARAMS)
     np.testing.assert_allclose(grouped, exact, rtol=1e-10, atol=1e-14)
+
+
+def test_warmup_counts_as_fully_relaxed():
+    # the warmup's rise adds B·(η_peak − η_0) at once; everything after the peak is unchanged
+    warm = schedules.wsd(3000, cooldown=0.3, final=0.05, warmup_steps=300)
+    steps = np.arange(400, 3001, 97)
+    with_warmup = features.DecayTerms.from_schedule(warm.lr, steps, max_group=1).loss_drop(**PARAMS)
+    without = features.DecayTerms.from_schedule(warm.post_warmup(), steps, max_group=1).loss_drop(**PARAMS)
+    np.testing.assert_allclose(with_warmup, without - PARAMS["B"] * warm.peak, rtol=1e-12)
 
 
 def test_grouped_decay_sum_is_close_with_coarse_groups():
