@@ -9,7 +9,7 @@ import pytest
 from bayescale import cli
 from bayescale.data.curves import DataError
 from bayescale.fitting import SamplingWarning, load
-from bayescale.laws.surface import SurfaceFit, grid_centres, linex, surface_loss, sweep_grid
+from bayescale.laws.surface import SurfaceFit, linex, surface_loss
 from bayescale.specs import from_spec
 from bayescale.steplaw import fit_steplaw, published_optimum
 
@@ -51,41 +51,16 @@ def test_ridge_bends_with_the_batch():
         assert np.log(best) - log_lr == pytest.approx(0.4 * y - 0.3 * y * y, abs=0.011)
 
 
-SYMMETRIC = {"a_lr": 0.03, "k_lr": 0.0, "a_bs": 0.02, "k_bs": 0.0, "gamma": 0.0, "bend": 0.0}
-
-
-def _centre(shape, log_lr=np.log(2.0**-9), log_bs=np.log(2.0**18), noise=None):
-    draws = {k: np.full(1, v) for k, v in shape.items()}
-    one = np.ones(1)
-    grid = sweep_grid(np.array([2.0**-9]), np.array([2.0**18]), log_lr * one, log_bs * one)
-    return grid_centres(*grid, log_lr * one, log_bs * one, 2.5 * one, draws, noise_scale=noise)[0]
-
-
-def test_grid_centre_of_a_symmetric_bowl_on_its_lattice_is_its_optimum():
-    assert _centre(SYMMETRIC) == pytest.approx([np.log(2.0**-9), np.log(2.0**18)])
-
-
-def test_grid_centre_leans_to_the_flat_side():
-    # steep above the optimal LR (k > 0): the near-optimal runs lie mostly below it
-    steep_above = {**SYMMETRIC, "a_lr": 0.01, "k_lr": 3.0}
-    assert _centre(steep_above)[0] < np.log(2.0**-9) - 0.1
-
-
-def test_grid_spans_the_sweep_and_the_optima():
-    lr_grid, bs_grid = sweep_grid(np.array([2.0**-10, 2.0**-8.5]), np.array([65536.0, 393216.0]),
-                                  np.log(np.array([2.0**-13])), np.log(np.array([2.0**22])))
-    assert np.allclose(np.diff(np.log2(lr_grid)), 0.5)
-    assert lr_grid.min() <= 2.0**-17 and lr_grid.max() >= 2.0**-8.5
-    assert {65536.0, 393216.0} <= set(bs_grid) and bs_grid.max() >= 2.0**26
-
-
-def test_noisy_grid_centres_scatter_around_the_noiseless_one():
-    draws = {k: np.full(500, v) for k, v in SYMMETRIC.items()}
-    opt = np.full(500, np.log(2.0**-9)), np.full(500, np.log(2.0**18))
-    grid = sweep_grid(np.array([2.0**-9]), np.array([2.0**18]), *opt)
-    centres = grid_centres(*grid, *opt, np.full(500, 2.5), draws, noise_scale=np.full(500, 0.003), seed=1)
-    assert centres.std(axis=0).min() > 0.05
-    assert centres.mean(axis=0) == pytest.approx([np.log(2.0**-9), np.log(2.0**18)], abs=0.05)
+def test_centre_scatter_is_the_rms_gap_between_measured_centres_and_optima():
+    rows = [{"N": 1e8, "D": D, "lr": 2.0**-k, "batch_tokens": 2.0**j, "loss": 2.0 + 0.004 * ((k - 9) ** 2 + (j - 18) ** 2)}
+            for D in (1e9, 4e9) for k in range(6, 13) for j in range(16, 21)]
+    model = SurfaceFit()
+    model.prepare(pd.DataFrame(rows))
+    # both cells measure their centre at (2^-9, 2^18); two posterior draws of the optima
+    log_lr = np.log(2.0**-9) + np.array([[0.1, -0.3], [0.0, 0.0]])
+    log_bs = np.log(2.0**18) + np.array([[0.2, 0.2], [0.0, 0.4]])
+    model.draws = {"log_lr_opt": log_lr, "log_bs_opt": log_bs}.get
+    assert np.allclose(model.centre_scatter(), [[np.sqrt(0.05), 0.2], [0.0, np.sqrt(0.08)]])
 
 
 def test_runs_outside_the_window_and_diverged_runs_are_censored_and_counted():

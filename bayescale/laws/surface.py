@@ -22,11 +22,11 @@ says "this region is bad" without asking the bowl to fit the walls far away (fit
 pulled the fitted η* half an octave below the cells' best runs). Noise is logistic (heavier
 tails than the normal, and a closed-form tail probability for the censored runs).
 
-The answer to "which η and B should I use" is given two ways: the surface's argmin (η*, B*)
-and its near-optimal centre, the geometric mean of (η, B) over the region whose loss is within
-``tolerance`` (0.25%) of the minimum. The centre is what Step Law's procedure estimates (it
-averages the runs within 0.25% of a cell's best), and with asymmetric sides and a ridge it
-differs from the argmin.
+The answer to "which η and B should I use" is given two ways: the surface's optimum (η*, B*),
+and the near-optimal centre a sweep of that cell would measure (the geometric mean of (η, B)
+over its runs within 0.25% of the best, which is what Step Law's procedure regresses). The
+centre is the optimum plus the scatter that the fitted cells' own centres show around their
+optima (grid spacing and noise make it wander by about 0.1 octave).
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ LOSS_LAW_PARAMS = ["L_ref", "s_N", "s_D", "alpha", "beta"]
 SHAPE_PARAMS = ["a_lr", "k_lr", "a_bs", "k_bs", "gamma", "bend"]
 SCATTER_PARAMS = ["sigma_lr", "sigma_bs", "sigma_L"]
 NOISE_PARAMS = ["sigma"]
-TOLERANCE = 0.0025  # Step Law's near-optimal window, relative to the best loss
 
 
 def linex(u, k, math=np):
@@ -66,40 +65,6 @@ def surface_loss(lr, bs, log_lr_opt, log_bs_opt, loss_opt, a_lr, k_lr, a_bs, k_b
     y = math.log(bs) - log_bs_opt
     u = math.log(lr) - log_lr_opt - (gamma + bend * y) * y
     return loss_opt + a_lr * linex(u, k_lr, math) + a_bs * linex(y, k_bs, math)
-
-
-def sweep_grid(lr, batch_tokens, log_lr_opt, log_bs_opt, reach: float = 4.0):
-    """The grid a sweep around the given optima would run: the half-octave LR lattice of the
-    fitted sweep and its batch sizes, both extended by powers of two to ``reach`` octaves
-    either side of every optimum draw. Returns (lr grid, batch grid)."""
-    log2_lr = np.round(2 * np.log2(lr)) / 2
-    lo = min(log2_lr.min(), np.floor(2 * (log_lr_opt.min() / np.log(2) - reach)) / 2)
-    hi = max(log2_lr.max(), np.ceil(2 * (log_lr_opt.max() / np.log(2) + reach)) / 2)
-    lr_grid = 2.0 ** np.arange(lo, hi + 0.25, 0.5)
-    batches = np.unique(batch_tokens)
-    lo = np.floor(log_bs_opt.min() / np.log(2) - reach)
-    hi = np.ceil(log_bs_opt.max() / np.log(2) + reach)
-    extra = 2.0 ** np.arange(lo, hi + 0.5)
-    extra = extra[(extra < batches.min()) | (extra > batches.max())]
-    return lr_grid, np.sort(np.concatenate([batches, extra]))
-
-
-def grid_centres(lr_grid, bs_grid, log_lr_opt, log_bs_opt, loss_opt, shape: dict, noise_scale=None,
-                 tolerance: float = TOLERANCE, seed: int | None = 0) -> np.ndarray:
-    """Per draw, the near-optimal centre a sweep on (lr_grid × bs_grid) would measure: the
-    mean (ln η, ln B) of the grid points within ``tolerance`` of the grid's best loss. With
-    ``noise_scale`` (draws of the logistic noise scale) each grid loss gets its noise, so the
-    spread includes the measurement's own scatter. Returns shape (draws, 2)."""
-    x, y = np.log(lr_grid)[None, :, None], np.log(bs_grid)[None, None, :]
-    col = {k: np.asarray(v)[:, None, None] for k, v in shape.items()}
-    loss = surface_loss(np.exp(x), np.exp(y), log_lr_opt[:, None, None], log_bs_opt[:, None, None],
-                        loss_opt[:, None, None], **col)
-    if noise_scale is not None:
-        loss = loss + np.random.default_rng(seed).logistic(0.0, 1.0, loss.shape) * noise_scale[:, None, None]
-    best = loss.min(axis=(1, 2), keepdims=True)
-    inside = loss <= best * (1 + tolerance)
-    count = inside.sum(axis=(1, 2))
-    return np.column_stack([(inside * x).sum(axis=(1, 2)) / count, (inside * y).sum(axis=(1, 2)) / count])
 
 
 class SurfaceFit(BayesianFit):
@@ -247,17 +212,22 @@ class SurfaceFit(BayesianFit):
         draws = self.optimum_draws(N, D, seed)
         return summarise(draws, prob)
 
+    def centre_scatter(self) -> np.ndarray:
+        """Per draw, the scatter (ln units, shape (draws, 2): LR, batch) of the fitted cells'
+        measured near-optimal centres around their surface optima: the root mean square over
+        cells of ln(centre) − ln(optimum)."""
+        centres = near_optimal_centres(self.data)
+        gaps = [np.log(centres[col].to_numpy())[None] - self.draws(name)
+                for col, name in (("lr", "log_lr_opt"), ("batch_tokens", "log_bs_opt"))]
+        return np.column_stack([np.sqrt(np.mean(g**2, axis=1)) for g in gaps])
+
     def centre_draws(self, N, D, seed: int | None = 0) -> pd.DataFrame:
-        """Draws of the near-optimal centre (lr, batch_tokens) that a sweep of a new cell at
-        (N, D) would measure: the geometric mean of its grid points within 0.25% of the grid's
-        best loss, each grid loss drawn with its noise. The grid is this sweep's half-octave LR
-        lattice and batch sizes, extended by powers of two around the optimum."""
+        """Draws of the near-optimal centre (lr, batch_tokens) a sweep of a new cell at (N, D)
+        would measure (the geometric mean of its runs within 0.25% of the best): the optimum
+        plus the scatter of the fitted cells' centres around their optima."""
         opt = self.optimum_draws(N, D, seed)
-        log_lr, log_bs = np.log(opt["lr"].to_numpy()), np.log(opt["batch_tokens"].to_numpy())
-        grid = sweep_grid(self.data["lr"].to_numpy(), self.data["batch_tokens"].to_numpy(), log_lr, log_bs)
-        centre = grid_centres(*grid, log_lr, log_bs, opt["loss"].to_numpy(), self._draws(SHAPE_PARAMS),
-                              noise_scale=self.draws("sigma"), seed=seed)
-        return pd.DataFrame({"lr": np.exp(centre[:, 0]), "batch_tokens": np.exp(centre[:, 1])})
+        scatter = self.centre_scatter() * np.random.default_rng(None if seed is None else seed + 1).standard_normal((len(opt), 2))
+        return pd.DataFrame({"lr": opt["lr"] * np.exp(scatter[:, 0]), "batch_tokens": opt["batch_tokens"] * np.exp(scatter[:, 1])})
 
     def centre(self, N, D, prob: float = 0.9, seed: int | None = 0) -> pd.DataFrame:
         """The near-optimal centre a sweep at (N, D) would measure: mean and central ``prob`` interval."""
