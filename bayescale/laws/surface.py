@@ -72,7 +72,7 @@ class SurfaceFit(BayesianFit):
     law = "surface"
 
     def default_config(self):
-        return {"divergence_ratio": 1.5, "min_runs_per_cell": 5, "seq_len": 2048, "window": 0.01}
+        return {"divergence_ratio": 1.5, "min_runs_per_cell": 5, "seq_len": 2048, "window": 0.01, "target_accept": 0.9}
 
     def default_priors(self):
         return {
