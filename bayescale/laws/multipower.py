@@ -6,6 +6,11 @@ Scaled units: u = η/η_peak; the power term uses s1 = (S1 + S_W)/(η_peak·area
 the true warmup area counted (the paper's convention, S_W = ½·η_peak·W for a linear
 warmup); the decay term uses drops in u and areas in u·steps, so B is in loss units and C
 in 1/steps. Drops are grouped between observed steps (see ``features.DecayTerms``).
+
+C is sampled at a reference LR ratio u_ref (``decay_lr_ref``): the law uses
+C·u^(−γ) = C_ref·(u/u_ref)^(−γ). A few curves pin C·u^(−γ) near the low LRs where the late
+drops happen and leave γ loose, so (C, γ) at u = 1 is a curved ridge the sampler crawls
+along; (C_ref, γ) at u_ref = 0.15 is nearly axis-aligned.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ class MultiPowerLaw(CurveFit):
     law_params = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 
     def default_config(self) -> dict:
-        return {**super().default_config(), "max_group": 64}
+        return {**super().default_config(), "max_group": 64, "decay_lr_ref": 0.15}
 
     def law_priors(self) -> dict[str, Prior]:
         return {
@@ -34,14 +39,14 @@ class MultiPowerLaw(CurveFit):
             "B": Prior("LogNormal", mu=np.log(0.1), sigma=1.5),
             # the decay term's (B, C, β) and (C, γ) trade off along ridges that a few
             # curves do not resolve; the paper's fits at 25M–400M all have β ≈ 0.6,
-            # γ ≈ 0.65 and C·η_peak^(1−γ) ≈ 0.1 at η_peak = 3e-4
-            "C": Prior("LogNormal", mu=np.log(0.1), sigma=1.0),
+            # γ ≈ 0.65 and C·η_peak^(1−γ) ≈ 0.1 at η_peak = 3e-4, i.e. C_ref ≈ 0.35
+            "C": Prior("LogNormal", mu=np.log(0.35), sigma=1.0),
             "beta": Prior("LogNormal", mu=np.log(0.6), sigma=0.25),
             "gamma": Prior("LogNormal", mu=np.log(0.65), sigma=0.25),
         }
 
     def extra_start(self) -> dict:
-        return {"B": 0.1, "C": 0.1, "beta": 0.6, "gamma": 0.6}
+        return {"B": 0.1, "C": 0.35, "beta": 0.6, "gamma": 0.6}
 
     def first_area(self, schedule) -> float:
         return float(np.sum(schedule.lr)) / self.config["lr_scale"]
@@ -53,12 +58,13 @@ class MultiPowerLaw(CurveFit):
         return {"s1": s1, "decay": DecayTerms.from_schedule(u, steps, cfg["max_group"])}
 
     def law_mean(self, feats, p, xp=np):
+        c = p["C"] * self.config["decay_lr_ref"] ** p["gamma"]  # C at u = 1
         if xp is np:
             decay = np.concatenate(
-                [d.loss_drop_draws(p["B"], p["C"], p["beta"], p["gamma"]) for d in feats["decay"]], axis=-1
+                [d.loss_drop_draws(p["B"], c, p["beta"], p["gamma"]) for d in feats["decay"]], axis=-1
             )
         else:
-            decay = xp.concatenate([d.loss_drop(p["B"], p["C"], p["beta"], p["gamma"], xp) for d in feats["decay"]])
+            decay = xp.concatenate([d.loss_drop(p["B"], c, p["beta"], p["gamma"], xp) for d in feats["decay"]])
         return p["L0"] + p["A"] * feats["s1"] ** (-p["alpha"]) - decay
 
     def raw_params(self, p: dict) -> dict:
@@ -69,7 +75,7 @@ class MultiPowerLaw(CurveFit):
             "A": p["A"] * (peak * cfg["area_scale"]) ** p["alpha"],
             "alpha": p["alpha"],
             "B": p["B"] / peak,
-            "C": p["C"] * peak ** (p["gamma"] - 1.0),
+            "C": p["C"] * cfg["decay_lr_ref"] ** p["gamma"] * peak ** (p["gamma"] - 1.0),
             "beta": p["beta"],
             "gamma": p["gamma"],
         }
@@ -82,5 +88,5 @@ class MultiPowerLaw(CurveFit):
             **raw,
             "A": raw["A"] * (peak * cfg["area_scale"]) ** (-raw["alpha"]),
             "B": raw["B"] * peak,
-            "C": raw["C"] * peak ** (1.0 - raw["gamma"]),
+            "C": raw["C"] * peak ** (1.0 - raw["gamma"]) * cfg["decay_lr_ref"] ** (-raw["gamma"]),
         }
