@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from bayescale import schedules
+from bayescale import features, schedules
 from bayescale.data.curves import Curves, read_curves
 from bayescale.data.registry import dataset_path
 from bayescale.specs import from_spec
@@ -72,7 +72,9 @@ def compare_methods(law: str, size: str, n_resamples: int) -> dict:
 
 
 def dense_curves(points_per_curve: int, seed: int = 0) -> Curves:
-    """Three noisy training-loss curves logged ``points_per_curve`` times over 10^5 steps."""
+    """Three noisy training-loss curves logged ``points_per_curve`` times over 10^5 steps,
+    drawn from the annealing law with each run's own small shift of L0 and α (as real
+    schedules disagree) and 1% noise."""
     rng = np.random.default_rng(seed)
     total = 100_000
     steps = np.linspace(total / points_per_curve, total, points_per_curve).astype(int)
@@ -81,7 +83,8 @@ def dense_curves(points_per_curve: int, seed: int = 0) -> Curves:
                           "cosine": schedules.cosine(total, 3e-4, 3e-5, 1000),
                           "wsd": schedules.wsd(total, 3e-4, 0.2, warmup_steps=1000)}.items():
         lr = schedule.post_warmup()
-        loss = 2.9 + 0.45 * np.cumsum(lr)[steps] ** -0.5
+        L0, alpha = 2.9 * np.exp(0.002 * rng.standard_normal()), 0.5 * np.exp(0.02 * rng.standard_normal())
+        loss = L0 + 0.45 * np.cumsum(lr)[steps] ** -alpha - 0.35 * features.annealing_area(lr, steps, 0.999)
         loss *= np.exp(0.01 * rng.standard_normal(steps.size))
         frames.append(pd.DataFrame({"run": run, "step": steps, "lr": schedule.lr[steps], "loss": loss}))
     return Curves.from_frame(pd.concat(frames, ignore_index=True))
