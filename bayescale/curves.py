@@ -66,8 +66,6 @@ class CurveFit(BayesianFit):
             "min_step": 0,
             "max_points_per_run": 200,
             "nu": 4.0,
-            "noise": "iid",
-            "noise_spacing": None,
             "run_effects": {"L0": 0.005, "alpha": 0.05},
             "target_accept": 0.95,
             "nonfinite": "error",
@@ -80,8 +78,6 @@ class CurveFit(BayesianFit):
         priors = {**self.law_priors(), "sigma": Prior("HalfNormal", sigma=0.02)}
         if self.config["nu"] is None:
             priors["nu"] = Prior("Gamma", alpha=2.0, beta=0.1)
-        if self.config["noise"] == "ar1":
-            priors["rho"] = Prior("Beta", alpha=2.0, beta=2.0)
         for name, scale in self.run_effects.items():
             # boundary-avoiding (Gamma with shape 2, mean ``scale``): with a handful of runs a
             # prior with mass at 0 makes a funnel that NUTS diverges in
@@ -133,10 +129,6 @@ class CurveFit(BayesianFit):
         if cfg["lr_scale"] is None:
             cfg["lr_scale"] = max(s.peak for s in self.schedules.values())
             cfg["area_scale"] = max(self.first_area(s) for s in self.schedules.values())
-        if cfg["noise"] not in ("iid", "ar1"):
-            raise ValueError(f"noise must be 'iid' or 'ar1', got {cfg['noise']!r}")
-        if cfg["noise_spacing"] is None:
-            cfg["noise_spacing"] = float(np.median(self.obs.groupby("run", sort=False)["step"].diff().dropna()))
         self.y = np.log(self.obs["loss"].to_numpy())
         self.feats = self.features(self.obs, self.schedules)
         if cfg["run_effects"] and not self.run_effects:
@@ -179,28 +171,6 @@ class CurveFit(BayesianFit):
         feats["run_index"] = pd.factorize(points["run"])[0]
         return feats
 
-    def lags(self, points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """For each point: the index of the run's previous point (−1 for a run's first) and
-        the gap to it in units of ``noise_spacing``."""
-        index = np.arange(len(points))
-        previous = points.groupby("run", sort=False)["step"].shift()
-        has_previous = previous.notna().to_numpy()
-        gap = np.where(has_previous, (points["step"] - previous.fillna(0)).to_numpy() / self.config["noise_spacing"], 0.0)
-        return np.where(has_previous, index - 1, -1), gap
-
-    @staticmethod
-    def ar1_conditional(y, mu, sigma, rho, lags, xp):
-        """Mean and scale of each y given the run's previous point, for residuals y − mu that
-        follow AR(1) along the run with marginal scale σ and correlation ρ^gap between points:
-        points along one curve share the law's misfit, and independent noise would count
-        each as new evidence. ``xp`` is numpy or pytensor.tensor; σ and ρ may be draw columns."""
-        previous, gap = lags
-        first = previous < 0
-        prev = np.maximum(previous, 0)
-        rho_gap = xp.where(first, 0.0, rho ** gap)
-        residual = y - mu
-        return mu + rho_gap * residual[..., prev], sigma * xp.sqrt(1.0 - rho_gap**2)
-
     # --- model ----------------------------------------------------------------------------
     def build_model(self) -> pm.Model:
         runs = list(dict.fromkeys(self.obs["run"]))
@@ -216,9 +186,6 @@ class CurveFit(BayesianFit):
             sigma = self.priors["sigma"].create_variable("sigma")
             nu = self.priors["nu"].create_variable("nu") if "nu" in self.priors else self.config["nu"]
             mu = pt.log(self.law_mean(self.feats, p, xp=pt))
-            if self.config["noise"] == "ar1":
-                rho = self.priors["rho"].create_variable("rho")
-                mu, sigma = self.ar1_conditional(self.y, mu, sigma, rho, self.lags(self.obs), pt)
             pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=self.y, dims="point")
         return model
 
@@ -261,8 +228,6 @@ class CurveFit(BayesianFit):
         start["sigma"] = max(float(np.std(residual)), 1e-4)
         if self.config["nu"] is None:
             start["nu"] = 10.0
-        if self.config["noise"] == "ar1":
-            start["rho"] = 0.5
         n_runs = len(self.schedules)
         for name, scale in self.run_effects.items():
             start[f"{name}_run_sd"] = 0.5 * scale
@@ -346,15 +311,11 @@ class CurveFit(BayesianFit):
         the run taken as new (its run effects integrated over by Monte Carlo)."""
         feats = self.features(points, schedules)
         p = self.posterior_params(None)
-        y = np.log(points["loss"].to_numpy())
         mu = np.log(self.law_curves(feats, p, np.random.default_rng(seed)))
-        sigma = p["sigma"][:, None]
-        if self.config["noise"] == "ar1":
-            mu, sigma = self.ar1_conditional(y, mu, sigma, p["rho"][:, None], self.lags(points), np)
-        z = (y - mu) / sigma
+        z = (np.log(points["loss"].to_numpy()) - mu) / p["sigma"][:, None]
         nu = self.degrees_of_freedom(p)
         logpdf = (gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
-                  - np.log(sigma) - (nu + 1) / 2 * np.log1p(z**2 / nu))
+                  - np.log(p["sigma"])[:, None] - (nu + 1) / 2 * np.log1p(z**2 / nu))
         per_run = np.stack([logpdf[:, feats["run_index"] == r].sum(axis=1)
                             for r in range(feats["run_index"].max() + 1)], axis=1)
         return logsumexp(per_run, axis=0) - np.log(per_run.shape[0])

@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from bayescale import features, schedules
 from bayescale.data.curves import Curves, DataError, read_curves
@@ -191,28 +190,3 @@ def test_unknown_prior_name():
     with pytest.raises(ValueError, match="no parameter named"):
         AnnealingLaw(priors={"L_inf": {"dist": "Normal", "kwargs": {"mu": 0, "sigma": 1}}})
 
-
-def test_ar1_likelihood_is_the_plain_conditional_student_t():
-    curves = read_curves(CURVES).select(TRUTH["train_runs"])
-    model = AnnealingLaw(config={"warmup_steps": TRUTH["warmup_steps"], "noise": "ar1"})
-    model.prepare(curves)
-    model.priors = model.resolve_priors()
-    pm_model = model.build_model()
-    point = pm_model.initial_point()
-    point["rho_logodds__"] = np.log(0.8 / 0.2)
-    values = dict(zip([v.name for v in pm_model.unobserved_value_vars],
-                      pm_model.compile_fn(pm_model.unobserved_value_vars, point_fn=True)(point)))
-    got = pm_model.compile_logp(vars=[pm_model["log_loss"]], sum=False)(point)[0]
-
-    mu = np.log(np.ravel(model.law_mean(model.feats, {k: values[k] for k in model.law_params})))
-    sigma, rho, nu = values["sigma"], values["rho"], model.config["nu"]
-    steps, runs = model.obs["step"].to_numpy(), model.obs["run"].to_numpy()
-    expected = np.empty(len(model.y))
-    for i in range(len(model.y)):
-        if i == 0 or runs[i] != runs[i - 1]:
-            mean, scale = mu[i], sigma
-        else:
-            corr = rho ** ((steps[i] - steps[i - 1]) / model.config["noise_spacing"])
-            mean, scale = mu[i] + corr * (model.y[i - 1] - mu[i - 1]), sigma * np.sqrt(1 - corr**2)
-        expected[i] = stats.t.logpdf(model.y[i], nu, loc=mean, scale=scale)
-    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-8)
