@@ -8,6 +8,7 @@ import time
 from bayescale import specs
 from bayescale.cli import print_json
 from bayescale.fitting import load
+from bayescale.laws.bound_final import SAMPLING
 
 SCHEDULE_CHOICES = ["cosine", "wsd", "linear", "constant"]
 
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
 def run_fit(args) -> int:
     model = specs.from_spec(args.spec, **({"model_size": args.model_size} if args.model_size else {}))
     t0 = time.perf_counter()
-    model.fit(args.data, seed=args.seed, progress=False, tune=1500)
+    model.fit(args.data, seed=args.seed, progress=False, **SAMPLING)
     model.save(args.out)
     report = model.fit_report
     print_json({

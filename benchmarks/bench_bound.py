@@ -12,7 +12,7 @@ import warnings
 
 from eval_bound import grid_124m, least_squares_lr  # same folder, first on sys.path
 from bayescale.data.registry import dataset_path
-from bayescale.laws.bound_final import BoundFinalFit
+from bayescale.laws.bound_final import SAMPLING, BoundFinalFit
 
 
 def main():
@@ -24,7 +24,7 @@ def main():
             least_squares_lr(rows)
     lsq = (time.perf_counter() - t0) / repeats
     fit = BoundFinalFit()
-    fit.fit(runs, seed=1, progress=False, tune=1500)
+    fit.fit(runs, seed=1, progress=False, **SAMPLING)
     r = fit.fit_report
     print(json.dumps({
         "n_runs": len(runs), "n_schedules": int(runs["group"].nunique()),

@@ -25,7 +25,7 @@ from bayescale.data.registry import dataset_path
 from bayescale.data.runs import read_runs, schedule_label
 from bayescale.laws.bound_2d import Bound2DFit, extrapolation_error
 from bayescale.laws.bound_curve import BoundCurveFit, curve_table
-from bayescale.laws.bound_final import BoundFinalFit
+from bayescale.laws.bound_final import SAMPLING, BoundFinalFit
 
 PUBLISHED = {0.1: 7.4e-4, 0.2: 8.6e-4, 0.4: 1.05e-3, 0.8: 1.43e-3, 0.994: 1.68e-3}
 SIZE_124M = 123587328.0
@@ -60,7 +60,7 @@ def main(argv=None):
     sections = set(args.sections.split(","))
     if sections - set(SECTIONS):
         parser.error(f"unknown sections {sorted(sections - set(SECTIONS))}; choose from {SECTIONS}")
-    sampling = {"draws": 300, "tune": 300, "chains": 2} if args.quick else {"draws": 1000, "tune": 1500, "chains": 4}
+    sampling = {"draws": 300, "tune": 300, "chains": 2} if args.quick else dict(SAMPLING)
     sampling.update(seed=1, progress=False)
     path = dataset_path("lr-scheduling")
     runs = grid_124m(path)

@@ -42,6 +42,16 @@ def test_exports_become_run_rows(tmp_path):
     assert schedule_for(row).total_steps == 1000
 
 
+def test_batch_size_is_sequences_per_optimiser_step(tmp_path):
+    plain = export("plain")
+    accumulated = export("accumulated", lr=2e-3)
+    accumulated["config"].update(batch_size=50, acc_steps=4, world_size=2)
+    runs, _ = read_runs(write(tmp_path / "d", plain, accumulated))
+    batch = runs.set_index("run")["batch_size"]
+    assert batch["accumulated"] == 400
+    assert np.isnan(batch["plain"])
+
+
 def test_run_without_base_lr_is_refused(tmp_path):
     folder = write(tmp_path / "d", export("nolr", lr=None))
     with pytest.raises(DataError, match=r"nolr\.json: config has no positive base LR"):

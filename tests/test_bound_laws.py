@@ -13,7 +13,9 @@ from bayescale import bound, bound_transfer, cli, diagnostics, schedules, specs
 from bayescale.data.registry import DatasetMissing, dataset_path
 from bayescale.data.runs import read_runs
 from bayescale.fitting import load
-from bayescale.laws.bound_final import BoundFinalFit
+from bayescale.data.curves import DataError
+from bayescale.laws.bound_2d import Bound2DFit
+from bayescale.laws.bound_final import SAMPLING, BoundFinalFit
 
 T = 2000
 
@@ -118,8 +120,30 @@ def test_real_124m_gamma_star_at_50k_near_published():
     runs, _ = read_runs(path)
     runs = runs[(runs["model_size"] == 123587328.0) & (runs["dataset"] == "slimpajama") & (runs["total_steps"] == 50000)]
     model = BoundFinalFit()
-    model.fit(runs, seed=1, progress=False, tune=1500)
+    model.fit(runs, seed=1, progress=False, **SAMPLING)
     assert diagnostics.problems(model.fit_report) == []
     for c, published in {0.1: 7.4e-4, 0.2: 8.6e-4, 0.4: 1.05e-3, 0.8: 1.43e-3}.items():
         lr = model.optimum({"schedule": "wsd", "cooldown": c, "total_steps": 50000, "warmup_steps": 300})["lr"]
         assert abs(np.log(lr["median"] / published)) < 0.1
+
+
+def test_2d_law_needs_every_runs_batch_size_or_none():
+    runs = synthetic_runs().assign(model_size=np.repeat([1e7, 2e7, 4e7], 6), total_steps=np.tile([1000, 2000], 9))
+    Bound2DFit().prepare(runs)  # no batch sizes: B = 1 for every run
+    with pytest.raises(DataError, match="batch_size"):
+        Bound2DFit().prepare(runs.assign(batch_size=[200.0] * 17 + [np.nan]))
+
+
+@pytest.mark.slow
+def test_real_2d_law_samples_cleanly_and_widens_bands_for_a_new_size(dataset):
+    path = dataset("lr-scheduling")
+    runs, _ = read_runs(path, name_pattern=Bound2DFit().config["name_pattern"])
+    runs = runs[runs["dataset"] == "slimpajama"].reset_index(drop=True)
+    model = Bound2DFit()
+    model.fit(runs, seed=1, progress=False, **SAMPLING)
+    assert diagnostics.problems(model.fit_report) == []
+    seen = runs[runs["model_size"] == runs["model_size"].max()].iloc[:1]
+    new_size = seen.assign(model_size=2 * seen["model_size"])
+    width = {name: np.ptp(np.quantile(model.predict(frame), [0.05, 0.95], axis=0)) for name, frame in
+             (("seen", seen), ("new", new_size))}
+    assert width["new"] > width["seen"]  # a size not in the fit draws a fresh size discrepancy

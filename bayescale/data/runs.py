@@ -6,12 +6,13 @@ Tracker exports: ``config.lr`` is the base (peak) LR; ``scheduler`` is "cos" (co
 over the last ``wsd_fract_decay`` of the steps, shape ``decay_type``, default linear; a
 fraction of 0 is a constant LR); ``iterations`` is the horizon; the final loss is
 ``summary["final-val/loss"]`` (the full evaluation the authors fitted), falling back to the
-last logged validation loss. Sub-folders (the dataset's ``grad_norm``) are read too; a run
+last logged validation loss; ``batch_size`` is the sequences per step,
+``batch_size × acc_steps × world_size`` of the config. Sub-folders (the dataset's ``grad_norm``) are read too; a run
 configuration found twice keeps the first (top folder first), as the authors did.
 
 A tidy table (CSV) has one row per run with columns ``run, lr, schedule, total_steps,
 loss`` and optionally ``cooldown, decay_type, final_lr`` (fraction of the peak),
-``warmup_steps, model_size``; ``schedule`` is constant, cosine, linear or wsd.
+``warmup_steps, model_size, batch_size``; ``schedule`` is constant, cosine, linear or wsd.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bayescale.data.tracker import load_exports, parent_of
 
 RUN_COLUMNS = [
     "run", "schedule", "cooldown", "decay_type", "final_lr", "warmup_steps", "total_steps",
-    "lr", "loss", "model_size", "n_layer", "n_embd", "dataset", "parent", "source",
+    "lr", "loss", "model_size", "batch_size", "n_layer", "n_embd", "dataset", "parent", "source",
 ]
 SCHEDULES = ("constant", "cosine", "linear", "wsd")
 TIDY_REQUIRED = ["run", "lr", "schedule", "total_steps", "loss"]
@@ -72,6 +73,13 @@ def _final_loss(export: dict) -> float:
     raise DataError(f"{export['file']}: no final validation loss (summary 'final-val/loss' or history.val)")
 
 
+def _batch_size(config: dict) -> float:
+    """Sequences per optimiser step; NaN when the config does not say."""
+    if config.get("batch_size") is None:
+        return np.nan
+    return float(config["batch_size"]) * float(config.get("acc_steps") or 1) * float(config.get("world_size") or 1)
+
+
 def run_row(export: dict, exports: dict) -> dict:
     """One run's metadata. A cooldown run's parent must be among ``exports``."""
     lr = _base_lr(export)
@@ -91,6 +99,7 @@ def run_row(export: dict, exports: dict) -> dict:
         "lr": lr,
         "loss": _final_loss(export),
         "model_size": float(export.get("summary", {}).get("parameters", np.nan)),
+        "batch_size": _batch_size(config),
         "n_layer": config.get("n_layer"),
         "n_embd": config.get("n_embd"),
         "dataset": config.get("dataset", ""),
@@ -171,7 +180,7 @@ def tidy_runs(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
     """Check and complete a run table given as a DataFrame (same columns as the CSV)."""
     table = table.copy()
     defaults = {"cooldown": np.nan, "decay_type": "", "final_lr": np.nan, "warmup_steps": 0, "model_size": np.nan,
-                "n_layer": np.nan, "n_embd": np.nan, "dataset": "", "parent": "", "source": source}
+                "batch_size": np.nan, "n_layer": np.nan, "n_embd": np.nan, "dataset": "", "parent": "", "source": source}
     for column, value in defaults.items():
         if column not in table.columns:
             table[column] = value
@@ -192,7 +201,7 @@ def tidy_runs(table: pd.DataFrame, source: str = "table") -> pd.DataFrame:
     table["decay_type"] = table["decay_type"].fillna("").astype(str)
     final_default = table["schedule"].map({"cosine": 0.0, "linear": 0.0, "wsd": 0.0, "constant": 1.0})
     table["final_lr"] = table["final_lr"].astype(float).fillna(final_default)
-    for column in ("cooldown", "model_size", "n_layer", "n_embd", "loss"):
+    for column in ("cooldown", "model_size", "batch_size", "n_layer", "n_embd", "loss"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
     for column in ("run", "schedule", "dataset", "parent", "source"):
         table[column] = table[column].fillna("").astype(str)
