@@ -1,14 +1,16 @@
 """Is the loss convex in log LR near the optimum? Two answers for each LR slice (one cell,
-one batch size, the runs inside the surface fit's window, 1% of the cell's best loss by default):
+one batch size, the runs within 3% of the cell's best loss), judged within an octave of the slice's
+best LR (far out a flank can be nearly straight, and its curvature's sign says nothing):
 
 1. A posterior predictive check of the surface model (a convex bowl along every slice): the
    discrepancy is the most negative second divided difference of loss in log2 LR, and the
    Bayesian p-value P(T(y_rep) ≤ T(y_obs)). A small p-value says "more concave than the
    bowl can produce".
 2. A flexible alternative: a discrete spline per slice on the half-octave LR lattice, its
-   second differences drawn around a pooled mean curvature with either sign allowed. It
-   gives P(concave stretch) = P(some second difference < 0 inside the observed range), and
-   it is compared with a bowl fitted to the same points by LOO (overall and per slice).
+   second differences drawn around a pooled mean curvature with either sign allowed (heavy
+   tails), Normal noise with the surface fit's noise level held fixed (left free, a single
+   raised point was explained away as noise). It gives P(concave stretch) = P(some second
+   difference < 0 near the best LR), and it is compared with a bowl fitted to the same points by LOO (overall and per slice).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bayescale.fitting import run_sampler
 from bayescale.laws.surface import linex
 
 LATTICE = 0.5  # octaves between neighbouring LRs of the grid
+NEAR_BEST = 1.0  # octaves either side of a slice's best LR where convexity is checked
 
 
 def second_differences(x, y) -> np.ndarray:
@@ -35,11 +38,9 @@ def second_differences(x, y) -> np.ndarray:
     return 2 * np.diff(slope, axis=-1) / (x[2:] - x[:-2])
 
 
-def lr_slices(fit, slice_window: float = 0.005, near: float | None = None, min_points: int = 4) -> pd.DataFrame:
-    """The runs within ``near`` of their cell's best loss (default: the fit's window), grouped
-    into (cell, batch size) slices, for the batch sizes whose best run is within
-    ``slice_window`` of the cell's best."""
-    near = fit.config["window"] if near is None else near
+def lr_slices(fit, slice_window: float = 0.005, near: float = 0.03, min_points: int = 4) -> pd.DataFrame:
+    """The runs within ``near`` of their cell's best loss, grouped into (cell, batch size)
+    slices, for the batch sizes whose best run is within ``slice_window`` of the cell's best."""
     table = fit.data.assign(cell=fit.cell_index, log2_lr=np.log2(fit.data["lr"]))
     table = table[~table["diverged"]]
     cell_best = table.groupby("cell")["target"].transform("min")
@@ -52,7 +53,10 @@ def lr_slices(fit, slice_window: float = 0.005, near: float | None = None, min_p
     near = near[counts >= min_points]
     keys = near[["cell", "batch_tokens"]].drop_duplicates().reset_index(drop=True)
     keys["slice"] = np.arange(len(keys))
-    return near.merge(keys, on=["cell", "batch_tokens"])
+    out = near.merge(keys, on=["cell", "batch_tokens"])
+    best = out.loc[out.groupby("slice")["target"].idxmin()].set_index("slice")["log2_lr"]
+    out["best_log2_lr"] = out["slice"].map(best)
+    return out
 
 
 def posterior_predictive_check(fit, slices: pd.DataFrame, n_draws: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -70,8 +74,9 @@ def posterior_predictive_check(fit, slices: pd.DataFrame, n_draws: int = 400, se
         mean = fit.cell_mean(cell, runs["lr"], runs["batch_tokens"])[pick]
         y_rep = mean + sigma * rng.logistic(size=mean.shape)
         x = runs["log2_lr"].to_numpy()
-        t_obs = second_differences(x, runs["target"].to_numpy()).min()
-        t_rep = second_differences(x, y_rep).min(axis=-1)
+        near = np.abs(x[1:-1] - slices.loc[slices["slice"] == s, "best_log2_lr"].iloc[0]) <= NEAR_BEST
+        t_obs = second_differences(x, runs["target"].to_numpy())[near].min()
+        t_rep = second_differences(x, y_rep)[:, near].min(axis=-1)
         rows.append({"slice": s, "cell": cell, "batch_tokens": runs["batch_tokens"].iloc[0], "n_lr": len(runs),
                      "statistic": t_obs, "p_value": float(np.mean(t_rep <= t_obs))})
     return pd.DataFrame(rows)
@@ -85,7 +90,7 @@ def _lattice(slices: pd.DataFrame):
     return pos, length
 
 
-def bowl_model(slices: pd.DataFrame) -> pm.Model:
+def bowl_model(slices: pd.DataFrame, noise_sd: float) -> pm.Model:
     """Per slice: minimum m_s at log2 LR c_s, curvature a_s (pooled on the log scale) and a
     pooled asymmetry k: y = m_s + a_s linex(x − c_s, k); Student-t noise."""
     s = slices["slice"].to_numpy()
@@ -100,11 +105,11 @@ def bowl_model(slices: pd.DataFrame) -> pm.Model:
         log_a = pm.Normal("log_a", log_a_mu, log_a_sd, dims="slice")
         k = pm.Normal("k", 0.0, 2.0)
         mean = m[s] + pt.exp(log_a)[s] * linex(x - c[s], k, math=pm.math)
-        _likelihood(mean, y)
+        pm.Normal("loss", mu=mean, sigma=noise_sd, observed=y, dims="run")
     return model
 
 
-def flexible_model(slices: pd.DataFrame) -> pm.Model:
+def flexible_model(slices: pd.DataFrame, noise_sd: float) -> pm.Model:
     """Per slice a discrete spline on the half-octave lattice: value m_s and slope g_s at the
     lowest LR, second differences d2 ~ Normal(μ, τ) (loss per octave²) of either sign."""
     s = slices["slice"].to_numpy()
@@ -117,39 +122,40 @@ def flexible_model(slices: pd.DataFrame) -> pm.Model:
         g = pm.Normal("g", 0.0, 0.1, dims="slice")
         mu = pm.Normal("curvature_mean", 0.0, 0.05)
         tau = pm.HalfNormal("curvature_sd", 0.05)
-        z = pm.Normal("z", 0.0, 1.0, dims=("slice", "knot"))
+        # heavy tails: one concave stretch need not be explained away by the curvature that
+        # every other knot shares
+        z = pm.StudentT("z", nu=2.0, mu=0.0, sigma=1.0, dims=("slice", "knot"))
         d2 = pm.Deterministic("d2", mu + tau * z, dims=("slice", "knot"))
         # slope on each lattice interval, then values by summing slopes
         slopes = pt.concatenate([pt.zeros((n_slices, 1)), pt.cumsum(d2 * LATTICE, axis=1)], axis=1) + g[:, None]
         values = pt.concatenate([pt.zeros((n_slices, 1)), pt.cumsum(slopes * LATTICE, axis=1)], axis=1) + m[:, None]
         mean = values[s, pos]
-        _likelihood(mean, y)
+        pm.Normal("loss", mu=mean, sigma=noise_sd, observed=y, dims="run")
     return model
 
 
-def _likelihood(mean, y):
-    sigma = pm.HalfNormal("sigma", 0.01)
-    nu = pm.Gamma("nu", alpha=4.0, beta=0.4)
-    pm.StudentT("loss", nu=nu, mu=mean, sigma=sigma, observed=y, dims="run")
-
-
 def concave_probability(idata, slices: pd.DataFrame) -> pd.Series:
-    """P(some second difference < 0 between a slice's lowest and highest observed LR)."""
+    """P(some second difference < 0 within ``NEAR_BEST`` octaves of a slice's best LR, inside
+    its observed range). Far from the optimum a flank can be nearly straight, where the sign
+    of the curvature says nothing about the optimum."""
     pos, _ = _lattice(slices)
     d2 = diag.draws(idata, "d2")
+    x0 = slices.groupby("slice")["log2_lr"].min()
     out = {}
     for s, last in pd.Series(pos).groupby(slices["slice"].to_numpy()).max().items():
-        inside = d2[:, s, : max(last - 1, 0)]
-        out[s] = float(np.mean((inside < 0).any(axis=1))) if inside.shape[1] else np.nan
+        best = slices.loc[slices["slice"] == s, "best_log2_lr"].iloc[0]
+        knots = np.arange(1, last)  # interior lattice points; d2[k - 1] sits at point k
+        knots = knots[np.abs(x0[s] + LATTICE * knots - best) <= NEAR_BEST]
+        out[s] = float(np.mean((d2[:, s, knots - 1] < 0).any(axis=1))) if len(knots) else np.nan
     return pd.Series(out, name="p_concave")
 
 
-def compare_shapes(slices: pd.DataFrame, draws: int = 400, tune: int = 400, chains: int = 2, seed: int = 0):
+def compare_shapes(slices: pd.DataFrame, noise_sd: float, draws: int = 400, tune: int = 400, chains: int = 2, seed: int = 0):
     """Fit the bowl and the flexible alternative to the same slices. Returns (per-slice table
     with P(concave stretch) and the flexible-minus-bowl elpd, LOO comparison table, reports)."""
     fitted, reports = {}, {}
     for name, build in (("bowl", bowl_model), ("flexible", flexible_model)):
-        model = build(slices)
+        model = build(slices, noise_sd)
         idata, timing = run_sampler(model, "auto", draws, tune, chains, seed, False, None)
         with model:
             pm.compute_log_likelihood(idata, progressbar=False)
@@ -166,13 +172,23 @@ def compare_shapes(slices: pd.DataFrame, draws: int = 400, tune: int = 400, chai
     return table.reset_index(), diag.compare(fitted), reports
 
 
+def verdict(p_value, p_concave, alpha: float = 0.05, prob: float = 0.95) -> np.ndarray:
+    """"not convex here" where the bowl's p-value is at most ``alpha`` or the flexible curve's
+    P(concave stretch) at least ``prob``; otherwise "no evidence against convexity"."""
+    flagged = (np.asarray(p_value) <= alpha) | (np.asarray(p_concave) >= prob)
+    return np.where(flagged, "not convex here", "no evidence against convexity")
+
+
 def convexity_check(fit, slice_window: float = 0.005, seed: int = 0, draws: int = 400, tune: int = 400) -> pd.DataFrame:
-    """The convexity table of a surface fit: one row per (cell, batch size) slice."""
+    """The convexity table of a surface fit: one row per (cell, batch size) slice, with its
+    statistic, p-value, P(concave stretch), LOO difference and verdict."""
     slices = lr_slices(fit, slice_window)
     if slices.empty:
         raise ValueError("no LR slice has 4 or more runs near its cell's optimum; nothing to check")
     ppc = posterior_predictive_check(fit, slices, seed=seed)
-    shapes, _, _ = compare_shapes(slices, draws=draws, tune=tune, seed=seed)
+    noise_sd = float(np.median(fit.draws("sigma"))) * np.pi / np.sqrt(3)  # the logistic scale's sd
+    shapes, _, _ = compare_shapes(slices, noise_sd, draws=draws, tune=tune, seed=seed)
     table = ppc.merge(shapes, on="slice")
+    table["verdict"] = verdict(table["p_value"], table["p_concave"])
     cells = fit.cells.reset_index().rename(columns={"index": "cell"})[["cell", "N", "D"]]
     return cells.merge(table, on="cell").drop(columns="slice")

@@ -39,6 +39,7 @@ def main(argv=None):
         print(json.dumps({
             "sweep": name,
             "slices": len(table),
+            "not_convex_here": int((table["verdict"] == "not convex here").sum()),
             "ppc_p_below_0.05": int((table["p_value"] < 0.05).sum()),
             "p_concave_above_0.9": int((table["p_concave"] > 0.9).sum()),
             "median_p_concave": float(table["p_concave"].median()),

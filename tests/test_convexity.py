@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from bayescale.convexity import posterior_predictive_check, second_differences
+from bayescale.convexity import posterior_predictive_check, second_differences, verdict
 
 
 def test_second_differences_match_a_loop_on_uneven_spacing():
@@ -48,7 +48,8 @@ def _slice(bump: float, seed: int) -> pd.DataFrame:
     t = x + 9
     cap = np.where((t >= 0) & (t <= 1), bump * (1 - (2 * t - 1) ** 2), 0.0)
     y = 2.5 + 0.01 * t**2 + cap + np.random.default_rng(seed).normal(0, 0.002, len(x))
-    return pd.DataFrame({"slice": 0, "cell": 0, "log2_lr": x, "lr": 2.0**x, "batch_tokens": 2.0**18, "target": y})
+    return pd.DataFrame({"slice": 0, "cell": 0, "log2_lr": x, "lr": 2.0**x, "batch_tokens": 2.0**18, "target": y,
+                         "best_log2_lr": x[np.argmin(y)]})
 
 
 def test_ppc_flags_a_planted_concave_stretch_and_not_a_convex_slice():
@@ -57,3 +58,8 @@ def test_ppc_flags_a_planted_concave_stretch_and_not_a_convex_slice():
     assert concave["statistic"].iloc[0] < 0 and concave["p_value"].iloc[0] < 0.05
     convex_p = [posterior_predictive_check(fit, _slice(0.0, seed=s))["p_value"].iloc[0] for s in range(10)]
     assert np.mean(np.array(convex_p) < 0.05) <= 0.2
+
+
+def test_verdict_needs_either_check_to_flag_a_slice():
+    out = verdict([0.01, 0.5, 0.5, 0.2], [0.1, 0.97, 0.5, 0.94])
+    assert list(out) == ["not convex here", "not convex here", "no evidence against convexity", "no evidence against convexity"]
