@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from bayescale.convexity import posterior_predictive_check, second_differences, verdict
+from bayescale.convexity import concave_probability, posterior_predictive_check, second_differences, verdict
 
 
 def test_second_differences_match_a_loop_on_uneven_spacing():
@@ -61,5 +61,12 @@ def test_ppc_flags_a_planted_concave_stretch_and_not_a_convex_slice():
 
 
 def test_verdict_needs_either_check_to_flag_a_slice():
-    out = verdict([0.01, 0.5, 0.5, 0.2], [0.1, 0.97, 0.5, 0.94])
+    out = verdict([0.01, 0.5, 0.5, 0.2], [0.1, 0.995, 0.5, 0.98])
     assert list(out) == ["not convex here", "not convex here", "no evidence against convexity", "no evidence against convexity"]
+
+
+def test_concave_probability_is_high_on_a_planted_stretch_and_not_on_convex_slices():
+    concave = [concave_probability(_slice(0.01, seed=s), noise_sd=0.002).iloc[0] for s in range(10)]
+    convex = [concave_probability(_slice(0.0, seed=s), noise_sd=0.002).iloc[0] for s in range(10)]
+    assert min(concave) >= 0.99
+    assert np.mean(np.array(convex) >= 0.99) <= 0.1
