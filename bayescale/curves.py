@@ -4,7 +4,7 @@ multi-power law.
 Observation model on y = log(loss):
     y_rj ~ StudentT(ν, log f(t_rj; θ_r), σ),   θ_r = θ · exp(τ · z_r) for the constants in
     ``run_effects`` (z_r ~ N(0, 1) per run, summing to zero over the fitted runs, so θ is the
-    constants of the average run, and sampled centred as τ·z_r), θ_r = θ for the others.
+    constants of the average run), θ_r = θ for the others.
 A law fitted jointly to a few schedules misses each of them in its own way, and that
 misfit, not measurement noise, dominates the error on a schedule it has not seen. The run
 effects put that misfit into the model: τ measures how much the schedules disagree about
@@ -14,6 +14,11 @@ from σ and the parameter uncertainty alone cover far too little of held-out cur
 ν is fixed at 4 by default (``nu: null`` estimates it): estimated on a few smooth curves it
 collapses below 1 (multi-power law, 25M split: ν 0.89, σ 1e-4 at the mode), fitting some
 points exactly and calling the rest outliers.
+
+The run deviations τ·z_r are sampled centred (as one variable) when the curves are smooth and
+pin each run's deviation, and non-centred (z_r itself) when they are noisy, as per-step
+training loss is: each form makes a funnel in the other case. ``run_effects_centred: null``
+decides from the point fit's residual scale (centred below ``NOISY_CURVES``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from bayescale.fitting import BayesianFit
 
 MIN_POINTS_PER_RUN = 5
 MIN_RUNS_FOR_EFFECTS = 3
+NOISY_CURVES = 1e-3  # residual s.d. of log loss; validation curves: ~3e-4, per-step training loss: ~1e-2
 
 
 class CurveFit(BayesianFit):
@@ -67,6 +73,7 @@ class CurveFit(BayesianFit):
             "max_points_per_run": 200,
             "nu": 4.0,
             "run_effects": {"L0": 0.005, "alpha": 0.05},
+            "run_effects_centred": None,
             "target_accept": 0.95,
             "nonfinite": "error",
             "schedule_specs": {},
@@ -101,8 +108,10 @@ class CurveFit(BayesianFit):
         return list(self.default_priors()) + [f"{name}_run_dev" for name in self.run_effects]
 
     def scaled_priors(self) -> dict[str, Prior]:
+        # no upper bound at the lowest loss: on noisy training loss the lowest point lies
+        # below the curve, and the fitted L0 can exceed it
         low = float(np.exp(self.y.min()))
-        return {"L0": Prior("TruncatedNormal", mu=0.85 * low, sigma=0.15 * low, lower=0.0, upper=low)}
+        return {"L0": Prior("TruncatedNormal", mu=0.85 * low, sigma=0.15 * low, lower=0.0)}
 
     # --- data -----------------------------------------------------------------------------
     def prepare(self, data) -> None:
@@ -125,6 +134,7 @@ class CurveFit(BayesianFit):
                 )
             observed.append(self._thin(run, rows))
         self.obs = pd.concat(observed, ignore_index=True)
+        self._point_start = None
         self.schedules = {run: curves.schedule(run, cfg["warmup_steps"]) for run in curves.runs}
         if cfg["lr_scale"] is None:
             cfg["lr_scale"] = max(s.peak for s in self.schedules.values())
@@ -175,13 +185,19 @@ class CurveFit(BayesianFit):
     def build_model(self) -> pm.Model:
         runs = list(dict.fromkeys(self.obs["run"]))
         coords = {"point": np.arange(len(self.obs)), "run": runs}
+        if self.run_effects and self.config["run_effects_centred"] is None:
+            self.config["run_effects_centred"] = bool(self.point_start()["sigma"] < NOISY_CURVES)
         with pm.Model(coords=coords) as model:
             p = {name: self.priors[name].create_variable(name) for name in self.law_priors()}
             for name in self.run_effects:
                 sd = self.priors[f"{name}_run_sd"].create_variable(f"{name}_run_sd")
                 # zero-sum: otherwise shifting θ and every deviation in opposite ways is a
                 # ridge the sampler cannot cross with only a few runs
-                deviation = pm.ZeroSumNormal(f"{name}_run_dev", sigma=sd, dims="run")
+                if self.config["run_effects_centred"]:
+                    deviation = pm.ZeroSumNormal(f"{name}_run_dev", sigma=sd, dims="run")
+                else:
+                    z = pm.ZeroSumNormal(f"{name}_run_z", sigma=1.0, dims="run")
+                    deviation = pm.Deterministic(f"{name}_run_dev", sd * z, dims="run")
                 p[name] = p[name] * pt.exp(deviation)[self.feats["run_index"]]
             sigma = self.priors["sigma"].create_variable("sigma")
             nu = self.priors["nu"].create_variable("nu") if "nu" in self.priors else self.config["nu"]
@@ -222,16 +238,22 @@ class CurveFit(BayesianFit):
                 best = result
         return unpack(best.x)
 
+    def point_start(self) -> dict:
+        """The point fit and its residual s.d. on log loss, computed once per data set."""
+        if self._point_start is None:
+            start = self.point_fit()
+            residual = self.y - np.log(np.ravel(self.law_mean(self.feats, start, xp=np)))
+            self._point_start = {**start, "sigma": max(float(np.std(residual)), 1e-4)}
+        return dict(self._point_start)
+
     def initial_point(self) -> dict:
-        start = self.point_fit()
-        residual = self.y - np.log(np.ravel(self.law_mean(self.feats, start, xp=np)))
-        start["sigma"] = max(float(np.std(residual)), 1e-4)
+        start = self.point_start()
         if self.config["nu"] is None:
             start["nu"] = 10.0
         n_runs = len(self.schedules)
         for name, scale in self.run_effects.items():
             start[f"{name}_run_sd"] = 0.5 * scale
-            start[f"{name}_run_dev"] = np.zeros(n_runs)
+            start[f"{name}_run_dev" if self.config["run_effects_centred"] else f"{name}_run_z"] = np.zeros(n_runs)
         return {k: np.asarray(v, dtype=float) for k, v in start.items()}
 
     # --- posterior in numpy ---------------------------------------------------------------

@@ -190,3 +190,19 @@ def test_unknown_prior_name():
     with pytest.raises(ValueError, match="no parameter named"):
         AnnealingLaw(priors={"L_inf": {"dist": "Normal", "kwargs": {"mu": 0, "sigma": 1}}})
 
+
+
+@pytest.mark.parametrize("noise, centred", [(0.0, True), (0.01, False)])
+def test_run_effects_centred_on_smooth_curves_and_not_on_noisy_ones(noise, centred):
+    curves = read_curves(CURVES).select(TRUTH["train_runs"])
+    law = AnnealingLaw(config={"warmup_steps": TRUTH["warmup_steps"]})
+    law.prepare(curves)
+    on_law = law.obs.assign(loss=np.ravel(law.law_mean(law.feats, law.point_fit())))
+    table = curves.table.drop(columns="loss").merge(on_law[["run", "step", "loss"]], on=["run", "step"])
+    rng = np.random.default_rng(0)
+    model = AnnealingLaw(config={"warmup_steps": TRUTH["warmup_steps"]})
+    model.prepare(Curves(table.assign(loss=table["loss"] * np.exp(noise * rng.standard_normal(len(table)))), {}))
+    model.priors = model.resolve_priors()
+    names = {v.name for v in model.build_model().free_RVs}
+    assert model.config["run_effects_centred"] is centred
+    assert ("alpha_run_dev" in names) is centred and ("alpha_run_z" in names) is not centred
