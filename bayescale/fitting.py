@@ -251,25 +251,16 @@ def run_sampler(model, sampler, draws, tune, chains, seed, progress, initial, ta
     if sampler == "nutpie":
         import nutpie
 
-        def sample(jitter_rvs=None):
-            t0 = time.perf_counter()
-            compiled = nutpie.compile_pymc_model(model, initial_points=initial, jitter_rvs=jitter_rvs)
-            t1 = time.perf_counter()
-            idata = nutpie.sample(
-                compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False,
-                low_rank_modified_mass_matrix=True,
-                target_accept=target_accept,
-            )
-            return idata, {"sampler": "nutpie", "compile_seconds": t1 - t0, "sampling_seconds": time.perf_counter() - t1}
-
-        try:
-            return sample()
-        except RuntimeError as exc:
-            # nutpie jitters every start by U(−1, 1) on the unconstrained scale; a law whose
-            # mean turns negative there gives no finite start: start all chains at ``initial``
-            if initial is None or "initialization points failed" not in str(exc):
-                raise
-            return sample(jitter_rvs=set())
+        t0 = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(model, initial_points=initial)
+        t1 = time.perf_counter()
+        idata = nutpie.sample(
+            compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, save_warmup=False,
+            low_rank_modified_mass_matrix=True,
+            target_accept=target_accept,
+        )
+        t2 = time.perf_counter()
+        return idata, {"sampler": "nutpie", "compile_seconds": t1 - t0, "sampling_seconds": t2 - t1}
     if sampler == "pymc":
         t0 = time.perf_counter()
         with model:
