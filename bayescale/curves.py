@@ -36,7 +36,7 @@ from bayescale.fitting import BayesianFit
 
 MIN_POINTS_PER_RUN = 5
 MIN_RUNS_FOR_EFFECTS = 3
-NOISY_CURVES = 1e-3  # residual s.d. of log loss; validation curves: ~3e-4, per-step training loss: ~1e-2
+NOISY_CURVES = 1.5e-3  # robust residual s.d. of log loss; validation curves 6e-4–1e-3, per-step training loss ~1e-2
 
 
 class CurveFit(BayesianFit):
@@ -239,11 +239,14 @@ class CurveFit(BayesianFit):
         return unpack(best.x)
 
     def point_start(self) -> dict:
-        """The point fit and its residual s.d. on log loss, computed once per data set."""
+        """The point fit and the robust s.d. (1.4826 × median |residual|) of its residuals on
+        log loss, computed once per data set; the early transient's few large residuals would
+        inflate a plain s.d."""
         if self._point_start is None:
             start = self.point_fit()
             residual = self.y - np.log(np.ravel(self.law_mean(self.feats, start, xp=np)))
-            self._point_start = {**start, "sigma": max(float(np.std(residual)), 1e-4)}
+            scale = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+            self._point_start = {**start, "sigma": max(scale, 1e-4)}
         return dict(self._point_start)
 
     def initial_point(self) -> dict:
