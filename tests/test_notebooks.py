@@ -6,14 +6,10 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 DATASET_OF = {"bound.ipynb": "lr-scheduling", "curves.ipynb": "multipower-25m", "steplaw.ipynb": "steplaw"}
-# the sweep notebook takes about 4 minutes on 2 cores (surface fit 85 s, convexity check with two slice models)
-SLOW = {"steplaw.ipynb"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(p.name, marks=pytest.mark.slow) if p.name in SLOW else p.name for p in sorted(NOTEBOOKS.glob("*.ipynb"))],
-)
+# the sweep notebook takes about 4 minutes on 2 cores (surface fit 85 s plus the convexity check)
+@pytest.mark.parametrize("name", [p.name for p in sorted(NOTEBOOKS.glob("*.ipynb"))])
 def test_notebook_executes(name, dataset):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
