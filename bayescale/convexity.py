@@ -71,12 +71,13 @@ def posterior_predictive_check(fit, slices: pd.DataFrame, n_draws: int = 400, se
     sigma = fit.draws("sigma")[pick, None]
     rows = []
     for s, runs in slices.groupby("slice", sort=True):
+        best = runs["best_log2_lr"].iloc[0]
         runs = _slice_points(runs)
         cell = int(runs["cell"].iloc[0])
         mean = fit.cell_mean(cell, runs["lr"], runs["batch_tokens"])[pick]
         y_rep = mean + sigma * rng.logistic(size=mean.shape)
         x = runs["log2_lr"].to_numpy()
-        near = np.abs(x[1:-1] - slices.loc[slices["slice"] == s, "best_log2_lr"].iloc[0]) <= NEAR_BEST
+        near = _near_best(x, best)
         t_obs = second_differences(x, runs["target"].to_numpy())[near].min()
         t_rep = second_differences(x, y_rep)[:, near].min(axis=-1)
         rows.append({"slice": s, "cell": cell, "batch_tokens": runs["batch_tokens"].iloc[0], "n_lr": len(runs),
@@ -136,6 +137,12 @@ def flexible_model(slices: pd.DataFrame, noise_sd: float) -> pm.Model:
     return model
 
 
+def _near_best(x, best) -> np.ndarray:
+    """Which second differences (at the interior points of ``x``) lie within ``NEAR_BEST``
+    octaves of the slice's best LR."""
+    return np.abs(x[1:-1] - best) <= NEAR_BEST
+
+
 def _slice_points(runs: pd.DataFrame) -> pd.DataFrame:
     """One point per LR of a slice: the mean loss of its runs and how many there are."""
     return runs.groupby("log2_lr", as_index=False).agg(
@@ -154,7 +161,7 @@ def concave_probability(slices: pd.DataFrame, noise_sd: float, n_draws: int = 40
         best = runs["best_log2_lr"].iloc[0]
         points = _slice_points(runs)
         x, y = points["log2_lr"].to_numpy(), points["target"].to_numpy()
-        near = np.abs(x[1:-1] - best) <= NEAR_BEST
+        near = _near_best(x, best)
         if not near.any():
             out[s] = np.nan
             continue

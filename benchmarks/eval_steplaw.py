@@ -9,8 +9,8 @@ size of the runs within 0.25% of its best smoothed loss). Reported per method an
 coverage of the 90% intervals and the median |log2 error| of the point prediction (posterior
 mean for the surface model, OLS fit for Step Law). The surface model answers twice: ``bayes``
 is its optimum (η*, B*), ``bayes_centre`` the near-optimal centre a sweep of the held-out
-cell would measure on this sweep's grid (``SurfaceFit.centre``; the grid comes from the
-training cells). Usage:
+cell would measure (``SurfaceFit.centre``: the optimum plus the scatter of the training
+cells' measured centres around their fitted optima). Usage:
 
     python benchmarks/eval_steplaw.py [--folds loco,extrapolation] [--draws 500] [--out results.csv]
 """

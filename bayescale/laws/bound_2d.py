@@ -69,8 +69,7 @@ def power_term(x_rel, x_min_rel, gap, exponent, math=np):
 
 
 def mean_loss(gamma_u, S_rel, K_rel, D_rel, N_rel, B_rel, offset, D_min_rel, N_min_rel, L_ref, horizon_gap, beta, size_gap,
-              alpha, log_lr,
-              nu_lr, log_depth, nu_depth, p, math=np):
+              alpha, log_lr, nu_lr, log_depth, nu_depth, p, math=np):
     lnN = math.log(N_rel)
     lr_axis = log_lr + nu_lr * lnN
     depth = log_depth + nu_depth * lnN
