@@ -119,6 +119,25 @@ class BayesianFit:
     def _fit(self, data, sampler, draws, tune, chains, seed, progress, start):
         self.prepare(data)
         self.priors = self.resolve_priors()
+        options = (sampler, draws, tune, chains, seed, progress, start)
+        idata = self._sample(*options)
+        change = self.reparametrisation(idata)
+        if change:
+            first = {k: self.fit_report[k] for k in ("rhat_max", "ess_bulk_min", "divergences", "seconds")}
+            self.config.update(change)
+            idata = self._sample(*options)
+            self.fit_report["first_attempt"] = {**first, "changed": change}
+        bad = diag.problems(self.fit_report)
+        if bad:
+            warnings.warn(
+                f"{self.law} fit has sampling problems: {'; '.join(bad)}. Do not trust these intervals; "
+                "check the data and priors, or sample longer.",
+                SamplingWarning,
+                stacklevel=3,
+            )
+        return idata
+
+    def _sample(self, sampler, draws, tune, chains, seed, progress, start):
         self.model = self.build_model()
         t0 = time.perf_counter()
         initial = self.initial_point() if start == "map" else None
@@ -134,15 +153,12 @@ class BayesianFit:
         idata.attrs.update(self._attrs())
         self._idata = idata
         self.fit_report = {**diag.sampling_diagnostics(idata, self.param_names), **timing}
-        bad = diag.problems(self.fit_report)
-        if bad:
-            warnings.warn(
-                f"{self.law} fit has sampling problems: {'; '.join(bad)}. Do not trust these intervals; "
-                "check the data and priors, or sample longer.",
-                SamplingWarning,
-                stacklevel=3,
-            )
         return idata
+
+    def reparametrisation(self, idata) -> dict | None:
+        """A config change that samples the same model in a better form after this first
+        attempt went badly, or None; the fit then samples once more with it."""
+        return None
 
     def initial_point(self) -> dict:
         """Where the chains start: the MAP by default; laws may offer a cheaper point fit."""

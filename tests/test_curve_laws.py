@@ -2,11 +2,13 @@
 embedded synthetic curves, prediction, save/load."""
 
 import json
+import types
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from bayescale import features, schedules
 from bayescale.data.curves import Curves, DataError, read_curves
@@ -206,3 +208,35 @@ def test_run_effects_centred_on_smooth_curves_and_not_on_noisy_ones(noise, centr
     names = {v.name for v in model.build_model().free_RVs}
     assert model.config["run_effects_centred"] is centred
     assert ("alpha_run_dev" in names) is centred and ("alpha_run_z" in names) is not centred
+
+
+def _diverged_fit(diverging_where):
+    """An annealing fit whose (fake) first attempt diverged at the draws ``diverging_where``
+    picks from the run-effect scales; sampling is not the subject here."""
+    model = AnnealingLaw(config={"warmup_steps": TRUTH["warmup_steps"]})
+    model.prepare(read_curves(CURVES).select(TRUTH["train_runs"]))
+    model.config["run_effects_centred"] = True
+    model.centring_was_automatic = True
+    rng = np.random.default_rng(0)
+    scales = {"L0_run_sd": rng.gamma(2.0, 0.0025, 1000), "alpha_run_sd": rng.gamma(2.0, 0.025, 1000)}
+    diverging = diverging_where(scales)
+    model._idata = types.SimpleNamespace(
+        posterior=xr.Dataset({k: (("chain", "draw"), v[None]) for k, v in scales.items()}),
+        sample_stats=xr.Dataset({"diverging": (("chain", "draw"), diverging[None])}),
+    )
+    model.fit_report = {"divergences": int(diverging.sum())}
+    return model
+
+
+def test_divergences_at_a_small_scale_switch_that_effect_to_non_centred():
+    model = _diverged_fit(lambda s: s["alpha_run_sd"] < np.quantile(s["alpha_run_sd"], 0.02))
+    assert model.reparametrisation(model.idata) == {"run_effects_centred": {"L0": True, "alpha": False}}
+    model.centring_was_automatic = False  # a form the user chose is kept
+    assert model.reparametrisation(model.idata) is None
+
+
+def test_divergences_nowhere_in_particular_switch_every_effect():
+    model = _diverged_fit(lambda s: np.arange(1000) % 100 == 0)
+    assert model.reparametrisation(model.idata) == {"run_effects_centred": {"L0": False, "alpha": False}}
+    model.fit_report["divergences"] = 0
+    assert model.reparametrisation(model.idata) is None
