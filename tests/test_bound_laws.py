@@ -135,8 +135,6 @@ def test_2d_law_needs_every_runs_batch_size_or_none():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known: on all 52 multi-size runs the size exponent α trades with the size effects "
-                          "(seed 1: R-hat 1.03, bulk ESS 187); the fit without the largest T and N passes")
 def test_real_2d_law_samples_cleanly_and_widens_bands_for_a_new_size(dataset):
     path = dataset("lr-scheduling")
     runs, _ = read_runs(path, name_pattern=Bound2DFit().config["name_pattern"])
