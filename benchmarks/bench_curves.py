@@ -99,7 +99,8 @@ def scaling(law: str) -> list[dict]:
             _, seconds = timed(lambda: model.fit(dense_curves(n), progress=False, seed=0))
         rows.append({"law": law, "points_per_curve": n, "points_in_model": len(model.obs), "seconds": seconds,
                      "sampling_seconds": model.fit_report["sampling_seconds"],
-                     "rhat_max": model.fit_report["rhat_max"], "divergences": model.fit_report["divergences"]})
+                     **{k: model.fit_report[k] for k in ("rhat_max", "ess_bulk_min", "divergences")},
+                     "first_attempt": model.fit_report.get("first_attempt")})
     return rows
 
 
