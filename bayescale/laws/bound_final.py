@@ -47,8 +47,8 @@ from bayescale.data.runs import RUN_COLUMNS, read_runs, schedule_label, tidy_run
 from bayescale.fitting import BayesianFit
 
 # default sampling budget of the bound laws' fits (CLI, benchmarks): the scale of the
-# depth deviations and the 2-D law's size exponent mix slowly (bulk ESS ≈ 0.1–0.25 of the
-# draws on the lr-scheduling runs), so 4 × 2500 draws keep them above 400 across seeds
+# depth deviations mixes slowly (bulk ESS ≈ 0.1 of the draws on the 124M grid), so
+# 4 × 2500 draws keep it above 400 across seeds
 SAMPLING = {"draws": 2500, "tune": 1500, "chains": 4}
 SCALARS = ["L_ref", "log_lr", "log_depth", "sigma_offset", "sigma_lr", "sigma_depth", "sigma"]
 HORIZON = ["p", "horizon_gap", "beta"]
