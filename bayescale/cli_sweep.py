@@ -84,10 +84,11 @@ def run_optimum(args) -> int:
 def run_check(args) -> int:
     from bayescale.convexity import convexity_check
 
-    table = convexity_check(_load(args.fit), seed=args.seed)
+    table, shapes = convexity_check(_load(args.fit), seed=args.seed)
     if args.json:
-        print_json(table.to_dict(orient="records"))
+        print_json({"slices": table.to_dict(orient="records"), "shape_comparison": shapes})
     else:
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        print(f"flexible minus bowl, exact LOO over {shapes['points']} points: elpd {shapes['elpd_diff']:.1f} "
+              f"(se {shapes['elpd_diff_se']:.1f}); P(concave stretch in the shared profile) {shapes['p_concave_profile']:.3f}")
     return 0
-
