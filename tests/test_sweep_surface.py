@@ -158,6 +158,18 @@ def test_cli_optimum_refuses_nonpositive_sizes(fitted, capsys, N, D):
 
 
 @pytest.mark.slow
+def test_cli_check_json_has_the_table_and_the_shape_comparison(fitted, capsys):
+    capsys.readouterr()
+    assert cli.main(["sweep", "check", str(fitted), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    slices, shapes = pd.DataFrame(out["slices"]), out["shape_comparison"]
+    assert {"N", "D", "batch_tokens", "statistic", "p_value", "p_concave", "elpd_diff", "elpd_diff_se", "verdict"} <= set(slices)
+    assert slices["elpd_diff"].sum() == pytest.approx(shapes["elpd_diff"])
+    assert slices["loo_points"].sum() == shapes["points"]
+    assert 0 <= shapes["p_concave_profile"] <= 1
+
+
+@pytest.mark.slow
 def test_predicted_loss_rises_away_from_the_optimum(fitted):
     fit = load(fitted)
     opt = fit.optimum(2e8, 5e9).loc[:, "mean"]
