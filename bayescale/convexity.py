@@ -109,11 +109,11 @@ def shape_points(slices: pd.DataFrame) -> pd.DataFrame:
     position (0 … 2·SHAPE_WINDOW/LATTICE, the best LR in the middle)."""
     points = []
     for s, runs in slices.groupby("slice", sort=True):
-        best = runs["best_log2_lr"].iloc[0]
-        one = _slice_points(runs).assign(slice=s, offset=lambda t: t["log2_lr"] - best)
+        one = _slice_points(runs).assign(slice=s)
+        one["offset"] = one["log2_lr"] - runs["best_log2_lr"].iloc[0]
         points.append(one[one["offset"].abs() <= SHAPE_WINDOW + 1e-9])
     out = pd.concat(points, ignore_index=True)
-    out["position"] = np.rint(out["offset"] / LATTICE).astype(int) + int(round(SHAPE_WINDOW / LATTICE))
+    out["position"] = np.rint(out["offset"] / LATTICE).astype(int) + round(SHAPE_WINDOW / LATTICE)
     return out
 
 
@@ -179,7 +179,7 @@ def _rw2_basis(length: int) -> np.ndarray:
     return np.linalg.inv(rows)
 
 
-_RW2 = _rw2_basis(int(round(2 * SHAPE_WINDOW / LATTICE)) + 1)
+_RW2 = _rw2_basis(round(2 * SHAPE_WINDOW / LATTICE) + 1)
 
 
 def flexible_moments(points: pd.DataFrame, noise_sd: float, tau: float):

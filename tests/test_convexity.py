@@ -4,7 +4,12 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from bayescale import convexity as cv
-from bayescale.convexity import concave_probability, posterior_predictive_check, second_differences, verdict
+from bayescale.convexity import (
+    concave_probability,
+    posterior_predictive_check,
+    second_differences,
+    verdict,
+)
 
 
 def test_second_differences_match_a_loop_on_uneven_spacing():
