@@ -235,8 +235,6 @@ def test_divergences_at_a_small_scale_switch_that_effect_to_non_centred():
     assert model.reparametrisation(model.idata) is None
 
 
-def test_divergences_nowhere_in_particular_switch_every_effect():
+def test_divergences_nowhere_in_particular_change_nothing():
     model = _diverged_fit(lambda s: np.arange(1000) % 100 == 0)
-    assert model.reparametrisation(model.idata) == {"run_effects_centred": {"L0": False, "alpha": False}}
-    model.fit_report["divergences"] = 0
     assert model.reparametrisation(model.idata) is None
