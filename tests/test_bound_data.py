@@ -42,6 +42,15 @@ def test_exports_become_run_rows(tmp_path):
     assert schedule_for(row).total_steps == 1000
 
 
+def test_exports_in_a_subfolder_are_found_from_the_dataset_root(tmp_path):
+    (tmp_path / "root").mkdir()
+    write(tmp_path / "root" / "data", export("a"), export("b", lr=2e-3))
+    runs, _ = read_runs(tmp_path / "root")
+    assert sorted(runs["run"]) == ["a", "b"]
+    with pytest.raises(DataError, match="no .json tracker exports"):
+        read_runs(write(tmp_path / "empty"))
+
+
 def test_batch_size_is_sequences_per_optimiser_step(tmp_path):
     plain = export("plain")
     accumulated = export("accumulated", lr=2e-3)
