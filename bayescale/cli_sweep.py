@@ -55,8 +55,8 @@ def run_fit(args) -> int:
     report = model.fit_report
     print_json(
         {
-            "n_runs": int(len(model.data)),
-            "n_cells": int(len(model.cells)),
+            "n_runs": len(model.data),
+            "n_cells": len(model.cells),
             "rules": model.rule_counts(),
             **{k: report[k] for k in ("seconds", "compile_seconds", "sampling_seconds", "rhat_max", "ess_bulk_min", "divergences")},
             "out": str(args.out),

@@ -43,7 +43,7 @@ def load_fits(paths) -> dict:
 def compare_fits(fits: dict, leave_one_run_out_scores: bool = True, seed: int = 0) -> pd.DataFrame:
     """One row per fit: PSIS-LOO (elpd, se, p_loo, Pareto-k above 0.7) and, for curve fits,
     the summed leave-one-run-out elpd with its standard error over runs."""
-    observed = {name: tuple(np.round(f.idata.observed_data[list(f.idata.observed_data)[0]].values, 12))
+    observed = {name: tuple(np.round(f.idata.observed_data[next(iter(f.idata.observed_data))].values, 12))
                 for name, f in fits.items()}
     if len(set(observed.values())) > 1:
         raise ValueError("the fits were made on different data; LOO can only compare fits of the same observations")

@@ -15,7 +15,7 @@ def prediction_scores(pred: pd.DataFrame) -> dict:
     relative = np.abs(rows["mean"] - rows["loss"]) / rows["loss"]
     inside = (rows["loss"] >= rows["lower"]) & (rows["loss"] <= rows["upper"])
     return {
-        "n_points": int(len(rows)),
+        "n_points": len(rows),
         "PredE": float(relative.mean()),
         "WorstE": float(relative.max()),
         "coverage": float(inside.mean()),

@@ -59,7 +59,7 @@ class AnnealingTerms:
     gaps: np.ndarray
 
     @classmethod
-    def from_schedule(cls, lr, steps) -> "AnnealingTerms":
+    def from_schedule(cls, lr, steps) -> AnnealingTerms:
         lr = np.asarray(lr, dtype=np.float64)
         steps, d, k, segment = _lr_changes(lr, steps)
         return cls(
@@ -128,7 +128,7 @@ class DecayTerms:
     warmup_drop: np.ndarray  # the warmup's (negative) drops up to each observed step, G = 1
 
     @classmethod
-    def from_schedule(cls, lr, steps, max_group: int = 64) -> "DecayTerms":
+    def from_schedule(cls, lr, steps, max_group: int = 64) -> DecayTerms:
         lr = np.asarray(lr, dtype=np.float64)
         steps, d, k, segment = _lr_changes(lr, steps)
         peak = int(np.argmax(lr))

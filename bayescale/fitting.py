@@ -27,7 +27,7 @@ from pymc_extras.prior import Prior
 from bayescale import diagnostics as diag
 
 FORMAT_VERSION = 1
-FIT_CLASSES: dict[tuple[str, str], type["BayesianFit"]] = {}
+FIT_CLASSES: dict[tuple[str, str], type[BayesianFit]] = {}
 
 
 class FitFileError(ValueError):
@@ -259,7 +259,7 @@ def run_sampler(model, sampler, draws, tune, chains, seed, progress, initial, ta
     """Sample with nutpie (default when installed) or PyMC's NUTS; returns (idata, timing)."""
     if sampler == "auto":
         try:
-            import nutpie  # noqa: F401
+            import nutpie
 
             sampler = "nutpie"
         except ImportError:

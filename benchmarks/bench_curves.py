@@ -96,7 +96,7 @@ def scaling(law: str) -> list[dict]:
         model = from_spec(law, warmup_steps=1000)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _, seconds = timed(lambda: model.fit(dense_curves(n), progress=False, seed=0))
+            _, seconds = timed(lambda model=model, n=n: model.fit(dense_curves(n), progress=False, seed=0))
         rows.append({"law": law, "points_per_curve": n, "points_in_model": len(model.obs), "seconds": seconds,
                      "sampling_seconds": model.fit_report["sampling_seconds"],
                      **{k: model.fit_report[k] for k in ("rhat_max", "ess_bulk_min", "divergences")},

@@ -33,7 +33,7 @@ def write(folder, *exports):
 def test_exports_become_run_rows(tmp_path):
     parent = export("stable", fraction=0.0, iterations=2000, loss=3.3)
     child = export("ann", resume_from="/x/stable/ckpts/800", loss=3.1)
-    runs, notes = read_runs(write(tmp_path / "d", parent, child))
+    runs, _ = read_runs(write(tmp_path / "d", parent, child))
     row = runs.set_index("run").loc["ann"]
     assert (row["schedule"], row["cooldown"], row["lr"], row["total_steps"], row["loss"]) == ("wsd", 0.2, 1e-3, 1000, 3.1)
     assert row["parent"] == "stable"

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from bayescale import bound, bound_transfer, cli, diagnostics, schedules, specs
+from bayescale.data.curves import DataError
 from bayescale.data.registry import DatasetMissing, dataset_path
 from bayescale.data.runs import read_runs
 from bayescale.fitting import load
-from bayescale.data.curves import DataError
 from bayescale.laws.bound_2d import Bound2DFit
 from bayescale.laws.bound_final import SAMPLING, BoundFinalFit
 

@@ -5,7 +5,15 @@ import pytest
 from bayescale.data.curves import DataError
 from bayescale.data.registry import DatasetMissing, dataset_path
 from bayescale.laws.chinchilla import (
-    ChinchillaFit, local_loss, loss, raw_from_local, read_loss_table, scaled_loss, raw_coefficients, N_REF, D_REF,
+    D_REF,
+    N_REF,
+    ChinchillaFit,
+    local_loss,
+    loss,
+    raw_coefficients,
+    raw_from_local,
+    read_loss_table,
+    scaled_loss,
 )
 
 EPOCH = {"E": 1.817, "A": 482.0, "B": 2085.4, "alpha": 0.3478, "beta": 0.3658}

@@ -152,7 +152,7 @@ def test_a_failed_refit_keeps_the_earlier_posterior(annealing_fit, tmp_path):
 
 def test_accessors_ask_for_fit_first():
     with pytest.raises(RuntimeError, match="call fit\\(\\) first"):
-        AnnealingLaw().idata
+        _ = AnnealingLaw().idata
 
 
 def test_corrupt_and_foreign_fit_files(tmp_path):

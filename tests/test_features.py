@@ -78,7 +78,7 @@ def test_steps_must_be_strictly_increasing():
         features.annealing_area(np.ones(10), [1, 3, 3])
 
 
-PARAMS = dict(B=0.1, C=0.1, beta=0.6, gamma=0.6)
+PARAMS = {"B": 0.1, "C": 0.1, "beta": 0.6, "gamma": 0.6}
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,13 @@ import pytest
 
 from bayescale.data.curves import DataError
 from bayescale.data.registry import DatasetMissing, dataset_path
-from bayescale.data.sweep import batch_in_tokens, from_frame, near_optimal_centres, read_steplaw_csv, read_sweep
+from bayescale.data.sweep import (
+    batch_in_tokens,
+    from_frame,
+    near_optimal_centres,
+    read_steplaw_csv,
+    read_sweep,
+)
 
 
 def grid(n_lr=6, n_bs=3, cells=((1e8, 1e9), (2e8, 4e9)), seed=0):
@@ -75,7 +81,7 @@ def test_batch_that_is_no_count(tmp_path, bad):
 
 
 def test_batch_units():
-    where = lambda mask: "here"  # noqa: E731
+    where = lambda mask: "here"
     assert np.allclose(batch_in_tokens([16, 512], "sequences", 2048, where), [16 * 2048, 512 * 2048])
     assert np.allclose(batch_in_tokens([16, 512], "auto", 2048, where), [16 * 2048, 512 * 2048])
     assert np.allclose(batch_in_tokens([2**17, 2**21], "auto", 2048, where), [2**17, 2**21])

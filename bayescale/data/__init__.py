@@ -3,4 +3,4 @@
 from bayescale.data.curves import Curves, DataError, read_curves
 from bayescale.data.registry import data_dir, dataset_path
 
-__all__ = ["Curves", "DataError", "read_curves", "data_dir", "dataset_path"]
+__all__ = ["Curves", "DataError", "data_dir", "dataset_path", "read_curves"]

@@ -33,7 +33,7 @@ class Curves:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, specs: dict | None = None) -> "Curves":
+    def from_frame(cls, frame: pd.DataFrame, specs: dict | None = None) -> Curves:
         """Curves from an in-memory table with at least run, step and lr (loss optional)."""
         missing = [c for c in ("run", "step", "lr") if c not in frame.columns]
         if missing:
@@ -53,7 +53,7 @@ class Curves:
     def runs(self) -> list[str]:
         return list(dict.fromkeys(self.table["run"]))
 
-    def select(self, runs) -> "Curves":
+    def select(self, runs) -> Curves:
         if runs is None:
             return self
         missing = [r for r in runs if r not in set(self.table["run"])]

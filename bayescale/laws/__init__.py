@@ -1,7 +1,10 @@
 """One law per module: numpy mean function, PyMC model, derived quantities."""
-from bayescale.laws import annealing  # noqa: F401
-from bayescale.laws import bound_final  # noqa: F401
-from bayescale.laws import multipower  # noqa: F401
-from bayescale.laws import bound_2d  # noqa: F401
-from bayescale.laws import bound_curve  # noqa: F401
-from bayescale.laws import chinchilla, surface  # noqa: F401
+from bayescale.laws import (  # noqa: F401
+    annealing,
+    bound_2d,
+    bound_curve,
+    bound_final,
+    chinchilla,
+    multipower,
+    surface,
+)
