@@ -127,6 +127,7 @@ class BayesianFit:
             self.config.update(change)
             idata = self._sample(*options)
             self.fit_report["first_attempt"] = {**first, "changed": change}
+            self.fit_report["seconds"] += first["seconds"]  # the wall time of the whole fit
         bad = diag.problems(self.fit_report)
         if bad:
             warnings.warn(

@@ -238,3 +238,16 @@ def test_divergences_at_a_small_scale_switch_that_effect_to_non_centred():
 def test_divergences_nowhere_in_particular_change_nothing():
     model = _diverged_fit(lambda s: np.arange(1000) % 100 == 0)
     assert model.reparametrisation(model.idata) is None
+
+
+def test_a_reparametrised_fit_samples_again_and_reports_both_attempts(monkeypatch):
+    switch = {"run_effects_centred": {"L0": True, "alpha": False}}
+    monkeypatch.setattr(AnnealingLaw, "reparametrisation", lambda self, idata: switch)
+    model = AnnealingLaw(config={"warmup_steps": TRUTH["warmup_steps"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(read_curves(CURVES).select(TRUTH["train_runs"]), draws=50, tune=50, chains=1, seed=0, progress=False)
+    report = model.fit_report
+    assert report["first_attempt"]["changed"] == switch
+    assert report["seconds"] > report["first_attempt"]["seconds"]
+    assert "alpha_run_z" in model.idata.posterior and "L0_run_dev" in model.idata.posterior
