@@ -301,8 +301,8 @@ def verdict(p_value, p_concave, alpha: float = 0.05, prob: float = 0.99) -> np.n
 
 def convexity_check(fit, slice_window: float = 0.005, seed: int = 0):
     """The convexity table of a surface fit: one row per (cell, batch size) slice, with its
-    statistic, p-value, P(concave stretch), the flexible-minus-bowl LOO difference (se,
-    largest Pareto k) and verdict. Returns (table, the overall LOO comparison)."""
+    statistic, p-value, P(concave stretch), the flexible-minus-bowl exact-LOO difference
+    (points, se) and verdict. Returns (table, the overall LOO comparison)."""
     slices = lr_slices(fit, slice_window)
     if slices.empty:
         raise ValueError("no LR slice has 4 or more runs near its cell's optimum; nothing to check")

@@ -8,7 +8,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 DATASET_OF = {"bound.ipynb": "lr-scheduling", "curves.ipynb": "multipower-25m", "steplaw.ipynb": "steplaw"}
 
 
-# the sweep notebook takes about 4 minutes on 2 cores (surface fit 85 s plus the convexity check)
+# the sweep notebook takes 1–3 minutes on 2 cores (surface fit 85 s plus the convexity check)
 @pytest.mark.parametrize("name", [p.name for p in sorted(NOTEBOOKS.glob("*.ipynb"))])
 def test_notebook_executes(name, dataset):
     nbformat = pytest.importorskip("nbformat")

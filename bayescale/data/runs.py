@@ -134,10 +134,11 @@ def read_runs(path, diverged_above: float = 1.0, name_pattern: str | None = None
 
 
 def load_export_dirs(path) -> tuple[dict[str, dict], list[str]]:
-    """Exports of a folder and its sub-folders by run name; a name found twice keeps the
-    first (top folder first). Returns (exports, notes)."""
+    """Exports of a folder and every folder below it that holds some (the dataset's root
+    keeps them in data/, its gradient-norm runs in data/grad_norm/) by run name; a name
+    found twice keeps the first (higher folder first). Returns (exports, notes)."""
     path = Path(path)
-    folders = [path] + sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob("*.json")))
+    folders = sorted({f.parent for f in path.rglob("*.json")}, key=lambda p: (len(p.parts), p)) or [path]
     exports, notes = {}, []
     for folder in folders:
         for name, export in load_exports(folder).items():

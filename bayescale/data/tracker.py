@@ -20,11 +20,9 @@ LOSS_KEYS = {"val": ("val", "val_loss"), "train": ("train", "train_loss")}
 
 
 def load_exports(path, only=None) -> dict[str, dict]:
-    """All exports in a directory (or, if it holds none, in its subfolders), keyed by run
-    name, each with its file path added."""
+    """All exports in a directory, keyed by run name, each with its file path added."""
     path = Path(path)
-    # the dataset's root holds its exports in data/: a user may name either folder
-    files = (sorted(path.glob("*.json")) or sorted(path.rglob("*.json"))) if only is None else [path / n for n in only]
+    files = sorted(path.glob("*.json")) if only is None else [path / name for name in only]
     runs = {}
     for file in files:
         try:
