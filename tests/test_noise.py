@@ -5,7 +5,13 @@ import pymc as pm
 import pytest
 from scipy import integrate, stats
 
-from bayescale.noise import HUBER_C, huber_logp, huber_logpdf, huber_random, huber_standard_draws
+from bayescale.noise import (
+    HUBER_C,
+    huber_logp,
+    huber_logpdf,
+    huber_random,
+    huber_standard_draws,
+)
 
 
 def test_density_integrates_to_one():
