@@ -147,6 +147,8 @@ class BayesianFit:
         )
         with self.model:
             pm.compute_log_likelihood(idata, progressbar=False)
+        self._idata = idata
+        self.add_derived_draws(idata, seed)
         if "observed_data" not in idata.groups():
             idata.add_groups(observed_data=observed_dataset(self.model))
         timing["seconds"] = time.perf_counter() - t0
@@ -155,6 +157,10 @@ class BayesianFit:
         self._idata = idata
         self.fit_report = {**diag.sampling_diagnostics(idata, self.param_names), **timing}
         return idata
+
+    def add_derived_draws(self, idata, seed) -> None:
+        """Add to ``idata.posterior`` draws of quantities not sampled directly (constants
+        integrated out of the model, say), before the diagnostics see them."""
 
     def reparametrisation(self, idata) -> dict | None:
         """A config change that samples the same model in a better form after this first

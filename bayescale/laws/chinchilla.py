@@ -34,17 +34,18 @@ def scaled_loss(N, D, E, a, b, alpha, beta, math=np):
     return E + a * math.exp(-alpha * math.log(N / N_REF)) + b * math.exp(-beta * math.log(D / D_REF))
 
 
+def box_cox(x, k, math=np):
+    """(1 − x^(−k)) / k: ln x as k → 0; the loss law's shape in N or D around the reference."""
+    expm1 = np.expm1 if math is np else pt.expm1
+    return -expm1(-k * np.log(x)) / k
+
+
 def local_loss(N, D, N_ref, D_ref, L_ref, s_N, s_D, alpha, beta, math=np):
     """The same law written around a reference point: L_ref is the loss at (N_ref, D_ref) and
     s_N, s_D the slopes −dL/d ln N, −dL/d ln D there. On a narrow grid these are what the data
     fix, nearly independently of the exponents, which makes the posterior easy to sample.
     E = L_ref − s_N/α − s_D/β, A = (s_N/α) N_ref^α, B = (s_D/β) D_ref^β."""
-    expm1 = np.expm1 if math is np else pt.expm1
-
-    def box_cox(x, k):
-        return -expm1(-k * np.log(x)) / k
-
-    return L_ref - s_N * box_cox(N / N_ref, alpha) - s_D * box_cox(D / D_ref, beta)
+    return L_ref - s_N * box_cox(N / N_ref, alpha, math) - s_D * box_cox(D / D_ref, beta, math)
 
 
 def raw_from_local(N_ref, D_ref, L_ref, s_N, s_D, alpha, beta):
