@@ -74,6 +74,23 @@ def test_parametric_schedule_file(tmp_path):
     assert curves.table["lr"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_directory_of_parametric_and_per_run_files(tmp_path):
+    write(tmp_path / "p.csv", "step,schedule,loss,max_lr,min_lr,total_steps,warmup_steps\n"
+          "100,cosine,3.0,2e-4,0,1000,10\n1000,cosine,2.8,2e-4,0,1000,10\n")
+    write(tmp_path / "a.csv", "step,lr,loss\n10,1e-3,3.0\n20,1e-3,2.9\n")
+    curves = clean(read_curves(tmp_path))
+    assert sorted(curves.runs) == ["a", "cosine"]
+    assert curves.schedule("cosine").total_steps == 1000
+
+
+def test_directory_with_one_run_in_two_files_is_refused(tmp_path):
+    write(tmp_path / "cosine.csv", "step,lr,loss\n10,1e-3,3.0\n20,1e-3,2.9\n")
+    write(tmp_path / "p.csv", "step,schedule,loss,max_lr,min_lr,total_steps,warmup_steps\n"
+          "100,cosine,3.0,2e-4,0,1000,10\n1000,cosine,2.8,2e-4,0,1000,10\n")
+    with pytest.raises(DataError, match=r"p.csv: run 'cosine' is also in .*cosine.csv"):
+        read_curves(tmp_path)
+
+
 def export(name, train_iters, lrs, val_iters, losses, resume_from=None):
     return {
         "name": name,
@@ -129,4 +146,5 @@ def test_real_tracker_exports(dataset):
 def test_real_tissue_file(dataset):
     curves = clean(read_curves(dataset("tissue-fig2")))
     assert sorted(curves.runs) == ["constant", "cosine"]
+    assert clean(read_curves(dataset("tissue-fig2").parent)).table.equals(curves.table)
     assert isinstance(curves.table, pd.DataFrame)

@@ -158,18 +158,27 @@ def _require(frame: pd.DataFrame, path: Path, columns) -> None:
 
 
 def read_csv_dir(path) -> Curves:
-    """A directory of per-run CSVs with columns step, lr, loss; the run is the file stem."""
+    """A directory of per-run CSVs with columns step, lr, loss (the run is the file stem), or of
+    files that describe their schedules by parameters (``read_parametric_csv``)."""
     path = Path(path)
     files = sorted(path.glob("*.csv"))
     if not files:
         raise DataError(f"{path}: no .csv files")
-    frames = []
+    parts, sources = [], {}
     for file in files:
         frame = _read_csv(file)
-        _require(frame, file, ["step", "lr", "loss"])
-        frame["run"] = file.stem
-        frames.append(frame)
-    return Curves(pd.concat(frames, ignore_index=True)[KEEP])
+        if {"schedule", "max_lr"} <= set(frame.columns):
+            part = read_parametric_csv(file, frame)
+        else:
+            _require(frame, file, ["step", "lr", "loss"])
+            part = Curves(frame.assign(run=file.stem)[KEEP])
+        for run in part.runs:
+            if run in sources:
+                raise DataError(f"{file}: run {run!r} is also in {sources[run]}; give each run one name")
+            sources[run] = file
+        parts.append(part)
+    specs = {run: spec for part in parts for run, spec in part.specs.items()}
+    return Curves(pd.concat([part.table for part in parts], ignore_index=True), specs)
 
 
 def read_tidy_csv(path, frame: pd.DataFrame | None = None) -> Curves:

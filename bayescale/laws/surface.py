@@ -185,7 +185,8 @@ class SurfaceFit(BayesianFit):
         return model
 
     def sampled_params(self) -> list[str]:
-        return [name for name in self.default_priors() if name not in sum(LINEAR_PARAMS.values(), [])]
+        integrated = {name for names in LINEAR_PARAMS.values() for name in names}
+        return [name for name in self.default_priors() if name not in integrated]
 
     def design(self, term: str, N, D, p: dict, math=np):
         """The law of ``term`` ("lr", "bs", "L") as design @ its linear constants: columns
