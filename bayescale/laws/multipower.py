@@ -29,7 +29,8 @@ class MultiPowerLaw(CurveFit):
     law_params = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 
     def default_config(self) -> dict:
-        return {**super().default_config(), "max_group": 64, "decay_lr_ref": 0.15}
+        # 0.98: at 0.95 the 100M split diverged twice (R-hat 1.02); at 0.98 both splits are clean
+        return {**super().default_config(), "max_group": 64, "decay_lr_ref": 0.15, "target_accept": 0.98}
 
     def law_priors(self) -> dict[str, Prior]:
         return {
