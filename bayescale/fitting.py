@@ -154,7 +154,6 @@ class BayesianFit:
         timing["seconds"] = time.perf_counter() - t0
         idata.add_groups(fit_data=xr.Dataset.from_dataframe(self.data.reset_index(drop=True)))
         idata.attrs.update(self._attrs())
-        self._idata = idata
         self.fit_report = {**diag.sampling_diagnostics(idata, self.param_names), **timing}
         return idata
 
