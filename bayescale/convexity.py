@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.linalg import cho_solve
 from scipy.special import logsumexp
 
 from bayescale.laws.surface import linex
@@ -207,10 +208,9 @@ def flexible_loo(points: pd.DataFrame, noise_sd: float):
     for tau in TAU_GRID:
         mean, cov, _ = flexible_moments(points, noise_sd, tau)
         r, chol = y - mean, np.linalg.cholesky(cov)
-        z = np.linalg.solve(chol, r)
-        joint.append(-0.5 * z @ z - np.log(np.diag(chol)).sum() - 0.5 * len(y) * np.log(2 * np.pi))
-        precision = np.linalg.inv(cov)
+        precision = cho_solve((chol, True), np.eye(len(y)))
         q, pr = np.diag(precision), precision @ r
+        joint.append(-0.5 * r @ pr - np.log(np.diag(chol)).sum() - 0.5 * len(y) * np.log(2 * np.pi))
         cond.append(-0.5 * np.log(2 * np.pi / q) - 0.5 * pr**2 / q)  # log p(y_i | y_−i, τ)
     joint, cond = np.array(joint), np.array(cond)
     return logsumexp(joint) - logsumexp(joint[:, None] - cond, axis=0), np.exp(joint - logsumexp(joint))

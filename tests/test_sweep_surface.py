@@ -136,6 +136,18 @@ def test_integrated_out_constants_are_drawn_from_their_exact_conditional(term, c
         np.testing.assert_allclose(model.draws("E"), E)
 
 
+def test_design_times_the_linear_constants_is_the_law_used_for_predictions():
+    model = SurfaceFit()
+    model.prepare(_grid())
+    N, D = np.array([5e7, 2e8, 1e9]), np.array([3e9, 1e9, 5e10])
+    p = {"L_ref": np.array([2.9]), "s_N": np.array([0.15]), "s_D": np.array([0.09]),
+         "alpha": np.array([0.3]), "beta": np.array([0.4])}
+    X = model.design("L", N, D, {"alpha": p["alpha"][:, None], "beta": p["beta"][:, None]})
+    np.testing.assert_allclose(X[0] @ [2.9, 0.15, 0.09], model.loss_law(N, D, p), rtol=1e-12)
+    n, d = model.law_features(N, D)
+    np.testing.assert_allclose(model.design("lr", N, D, {}) @ [-7.0, -0.5, 0.3], -7.0 - 0.5 * n + 0.3 * d, rtol=1e-12)
+
+
 def test_non_normal_prior_on_an_integrated_out_constant_is_refused():
     model = SurfaceFit(priors={"lr_N": {"dist": "StudentT", "kwargs": {"nu": 3, "mu": 0, "sigma": 1}}})
     with pytest.raises(ValueError, match="must be Normal"):

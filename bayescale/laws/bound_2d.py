@@ -18,7 +18,7 @@ law only if both valley terms scale so: then η* is B-free at a fixed number of 
 goes as √B at fixed data seen. The SGD reading of the bound (θ2 = M·G² ∝ 1/B, θ1 fixed)
 gives SGD's linear rule instead; with it the held-out 360M runs (batch 400, the only runs
 not at 200) came out 0.9–1.6% high (3 of 8 in their 90% intervals), with B^(−1/2) 0.8–1.4%
-(6 of 8), chosen knowing that. Both are
+(6 of 8), chosen knowing that. Both ways B enters are
 assumptions from outside the data when the fitted runs share one batch size; with no
 batch sizes given, B = 1 for every run. References: the largest D and N in the fit, the
 median B, the geometric mean base LR. L_ref is the
