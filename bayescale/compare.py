@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayescale import diagnostics as diag
-from bayescale.fitting import load
+from bayescale.core import diagnostics as diag
+from bayescale.registry import load
 
 
 def leave_one_run_out(fit, draws: int = 500, tune: int = 500, chains: int = 4, seed: int = 0) -> pd.DataFrame:

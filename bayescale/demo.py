@@ -1,26 +1,29 @@
-"""The main job on the embedded synthetic curves (``data/synthetic_curves.csv``): fit the
-annealing law on three schedules, predict three held-out ones with bands, and compare the
-posterior with the constants that generated the data."""
+"""The main job on the synthetic curves shipped with the package
+(``bayescale/resources/demo/synthetic_curves.csv``, made by ``data/make_synthetic_curves.py``):
+fit the annealing law on three schedules, predict three held-out ones with bands, and compare
+the posterior with the constants that generated the data."""
 
 from __future__ import annotations
 
 import json
 import tempfile
 import warnings
+from importlib.resources import as_file, files
 from pathlib import Path
 
-from bayescale.data.curves import read_curves
-from bayescale.evaluation import prediction_scores
-from bayescale.specs import from_spec
+from bayescale.curves.data import read_curves
+from bayescale.curves.evaluation import prediction_scores
+from bayescale.registry import from_spec
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-CURVES = DATA_DIR / "synthetic_curves.csv"
-GENERATOR = DATA_DIR / "synthetic_curves.json"
+DEMO_DATA = files("bayescale") / "resources" / "demo"
+CURVES = DEMO_DATA / "synthetic_curves.csv"
+GENERATOR = DEMO_DATA / "synthetic_curves.json"
 
 
 def run_demo(out_dir=None, seed: int = 0, quick: bool = False) -> dict:
     truth = json.loads(GENERATOR.read_text())
-    curves = read_curves(CURVES)
+    with as_file(CURVES) as path:
+        curves = read_curves(path)
     train = curves.select(truth["train_runs"])
     held_out = curves.select([r for r in curves.runs if r not in truth["train_runs"]])
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="bayescale-demo-"))

@@ -12,8 +12,8 @@ import warnings
 
 from eval_bound import grid_124m, least_squares_lr  # same folder, first on sys.path
 
-from bayescale.data.registry import dataset_path
-from bayescale.laws.bound_final import SAMPLING, BoundFinalFit
+from bayescale.bound.final import SAMPLING, BoundFinalFit
+from bayescale.core.datasets import dataset_path
 
 
 def main():

@@ -15,10 +15,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from bayescale import features, schedules
-from bayescale.data.curves import Curves, read_curves
-from bayescale.data.registry import dataset_path
-from bayescale.specs import from_spec
+from bayescale.core import features, schedules
+from bayescale.core.datasets import dataset_path
+from bayescale.curves.data import Curves, read_curves
+from bayescale.registry import from_spec
 
 TRAIN = ["constant_24000", "cosine_24000", "wsdcon_9"]
 

@@ -8,10 +8,10 @@ import argparse
 import json
 import time
 
-from bayescale.data.registry import dataset_path
-from bayescale.data.sweep import read_steplaw_csv
-from bayescale.specs import from_spec
-from bayescale.steplaw import fit_steplaw
+from bayescale.core.datasets import dataset_path
+from bayescale.registry import from_spec
+from bayescale.sweep.data import read_steplaw_csv
+from bayescale.sweep.steplaw import fit_steplaw
 
 
 def main(argv=None):

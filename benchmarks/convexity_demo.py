@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bayescale.convexity import convexity_check
-from bayescale.specs import from_spec
+from bayescale.registry import from_spec
+from bayescale.sweep.convexity import convexity_check
 
 HERE = Path(__file__).resolve().parents[1] / "data"
 

@@ -21,11 +21,11 @@ import warnings
 import numpy as np
 from scipy.optimize import curve_fit
 
-from bayescale.data.registry import dataset_path
-from bayescale.data.runs import read_runs, schedule_label
-from bayescale.laws.bound_2d import Bound2DFit, extrapolation_error
-from bayescale.laws.bound_curve import BoundCurveFit, curve_table
-from bayescale.laws.bound_final import SAMPLING, BoundFinalFit
+from bayescale.bound.curve import BoundCurveFit, curve_table
+from bayescale.bound.data import read_runs, schedule_label
+from bayescale.bound.final import SAMPLING, BoundFinalFit
+from bayescale.bound.size_horizon import Bound2DFit, extrapolation_error
+from bayescale.core.datasets import dataset_path
 
 PUBLISHED = {0.1: 7.4e-4, 0.2: 8.6e-4, 0.4: 1.05e-3, 0.8: 1.43e-3, 0.994: 1.68e-3}
 SIZE_124M = 123587328.0

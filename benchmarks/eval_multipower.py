@@ -8,10 +8,10 @@ import argparse
 import json
 import warnings
 
-from bayescale.data.curves import read_curves
-from bayescale.data.registry import dataset_path
-from bayescale.evaluation import prediction_scores
-from bayescale.specs import from_spec
+from bayescale.core.datasets import dataset_path
+from bayescale.curves.data import read_curves
+from bayescale.curves.evaluation import prediction_scores
+from bayescale.registry import from_spec
 
 TRAIN = ["constant_24000", "cosine_24000", "wsdcon_9"]
 WARMUP_STEPS = 2160

@@ -25,11 +25,11 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from bayescale.data.registry import dataset_path
-from bayescale.data.sweep import near_optimal_centres, read_steplaw_csv
-from bayescale.fitting import SamplingWarning
-from bayescale.specs import from_spec
-from bayescale.steplaw import fit_steplaw
+from bayescale.core.datasets import dataset_path
+from bayescale.core.fit import SamplingWarning
+from bayescale.registry import from_spec
+from bayescale.sweep.data import near_optimal_centres, read_steplaw_csv
+from bayescale.sweep.steplaw import fit_steplaw
 
 PROB = 0.9
 

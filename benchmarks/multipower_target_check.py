@@ -16,9 +16,9 @@ import json
 import numpy as np
 from scipy.optimize import minimize
 
-from bayescale.data.curves import read_curves
-from bayescale.data.registry import dataset_path
-from bayescale.laws.multipower import MultiPowerLaw
+from bayescale.core.datasets import dataset_path
+from bayescale.curves.data import read_curves
+from bayescale.curves.multipower import MultiPowerLaw
 
 TRAIN = ["constant_24000", "cosine_24000", "wsdcon_9"]
 RELEASED = {"25": (3.0405, 0.5247, 0.5079, 363.79, 2.0656, 0.5828, 0.6414),

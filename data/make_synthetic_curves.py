@@ -2,7 +2,7 @@
 
     python data/make_synthetic_curves.py
 
-Outputs ``synthetic_curves.csv`` (run, step, lr, loss; loss logged every 100 steps) and
+Writes ``bayescale/resources/demo/synthetic_curves.csv`` (run, step, lr, loss; loss logged every 100 steps) and
 ``synthetic_curves.json`` (everything needed to regenerate it). The first three runs are
 the training runs of the demo; the others are held out. Each run gets its own small shift
 of L0 and α (the misfit between schedules that the curve models expect), and Student-t
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayescale import features, schedules
+from bayescale.core import features, schedules
 
-HERE = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parent.parent / "bayescale" / "resources" / "demo"  # shipped with the package
 PARAMS = {
     "law": "annealing",
     "constants_raw_lr": {"L0": 2.9, "A": 0.45, "alpha": 0.5, "C": 0.35, "lam": 0.999},
@@ -58,8 +58,8 @@ def main() -> None:
         clean = annealing_loss(schedule, steps, constants)
         loss = clean * np.exp(noise["sigma_log_loss"] * rng.standard_t(noise["nu"], steps.size))
         frames.append(pd.DataFrame({"run": run, "step": steps, "lr": schedule.lr[steps], "loss": loss}))
-    pd.concat(frames).to_csv(HERE / "synthetic_curves.csv", index=False, float_format="%.6g")
-    (HERE / "synthetic_curves.json").write_text(json.dumps(PARAMS, indent=2) + "\n")
+    pd.concat(frames).to_csv(OUT / "synthetic_curves.csv", index=False, float_format="%.6g")
+    (OUT / "synthetic_curves.json").write_text(json.dumps(PARAMS, indent=2) + "\n")
 
 
 if __name__ == "__main__":

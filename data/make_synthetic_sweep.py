@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayescale.laws.surface import surface_loss
+from bayescale.sweep.surface import surface_loss
 
 PARAMS = {
     "cells": [[1e8, 2e9], [1e8, 8e9], [3e8, 6e9], [3e8, 2.4e10]],

@@ -1,6 +1,6 @@
 import pytest
 
-from bayescale.data.registry import DatasetMissing, dataset_path
+from bayescale.core.datasets import DatasetMissing, dataset_path
 
 
 @pytest.fixture
