@@ -11,13 +11,19 @@ effects put that misfit into the model: τ measures how much the schedules disag
 the constants, and a prediction for any schedule is a new run, drawn with fresh z. Bands
 from σ and the parameter uncertainty alone cover far too little of held-out curves.
 
-ν is fixed at 4 by default (``nu: null`` estimates it): estimated on a few smooth curves it
+ν is fixed at 4 (``nu: null`` estimates it): estimated on a few smooth curves it
 collapses below 1 (multi-power law, 25M split: ν 0.89, σ 1e-4 at the mode), fitting some
 points exactly and calling the rest outliers. ``noise: "huber"`` puts Huber's density in
-place of the Student-t (``bayescale.noise``): the authors' fitting loss as a likelihood,
-log-concave, so a few far points cannot split the posterior in two modes as they do at
-ν = 4 on tissue-fig2. On the multi-power validation split it predicts worse (annealing
-law, 25M: PredE 0.00279 against 0.00209, with 50 divergences), so it is not the default.
+place of the Student-t (``bayescale.core.noise``): the authors' fitting loss as a
+likelihood, log-concave, so a few far points cannot split the posterior in two modes.
+``noise: "auto"`` (the default) chooses between them from the data before sampling
+(``choose_noise``): the Student-t, unless its likelihood has two distinct modes within
+``BIMODAL_GAP`` nats of each other, as on tissue-fig2 (four points ten times further off
+the law than the rest: "data" and "outliers" are two modes 3.4 nats apart, and the chains
+split between them). No single family serves both: the Huber likelihood predicts the
+multi-power split worse (annealing law, 25M: PredE 0.00279 against 0.00209, with 50
+divergences), and ν = 7, which recovers tissue-fig2, predicts it worse too (annealing law,
+PredE 0.00235 against 0.00209 at 25M with R-hat 1.03, 0.00201 against 0.00182 at 100M).
 
 The run deviations τ·z_r are sampled centred (as one variable) when the curves are smooth and
 pin each run's deviation, and non-centred (z_r itself) when they are noisy, as per-step
@@ -48,6 +54,10 @@ from bayescale.core.noise import (
 from bayescale.curves.data import Curves, clean
 
 MIN_POINTS_PER_RUN = 5
+NOISE_FAMILIES = ("auto", "student_t", "huber")
+# a second mode of the likelihood this close to the best one holds a share of the posterior
+# that chains land in (e^-10 ≈ 5e-5 of the mass otherwise, before volume factors)
+BIMODAL_GAP = 10.0
 MIN_RUNS_FOR_EFFECTS = 3
 NOISY_CURVES = 3e-3  # robust residual s.d. of log loss; validation curves 6e-4–1e-3, the demo 2.7e-3, per-step loss ~1e-2
 
@@ -84,7 +94,7 @@ class CurveFit(BayesianFit):
             "warmup_steps": 0,
             "min_step": 0,
             "max_points_per_run": 200,
-            "noise": "student_t",
+            "noise": "auto",
             "nu": 4.0,
             "run_effects": {"L0": 0.005, "alpha": 0.05},
             "run_effects_centred": None,
@@ -156,6 +166,13 @@ class CurveFit(BayesianFit):
             cfg["area_scale"] = max(self.first_area(s) for s in self.schedules.values())
         self.y = np.log(self.obs["loss"].to_numpy())
         self.feats = self.features(self.obs, self.schedules)
+        if cfg["noise"] == "auto" and "noise_chosen" not in cfg:
+            if cfg["nu"] is None:
+                cfg["noise_chosen"] = {"noise": "student_t", "reason": "nu is estimated, so the noise is the Student-t"}
+            else:
+                cfg["noise_chosen"] = self.choose_noise()
+        if cfg["noise"] == "auto":
+            self.notes.append(f"noise: {self.noise} (chosen from the data: {cfg['noise_chosen']['reason']})")
         if cfg["run_effects"] and not self.run_effects:
             self.notes.append(
                 f"{len(self.schedules)} runs: no run effects (they need {MIN_RUNS_FOR_EFFECTS}); shared constants, and "
@@ -225,11 +242,58 @@ class CurveFit(BayesianFit):
         return model
 
     @property
-    def student_t(self) -> bool:
+    def noise(self) -> str:
+        """The noise family in use: the config's, or for ``auto`` the one ``choose_noise``
+        picked when the data were prepared (the Student-t until then)."""
         noise = self.config["noise"]
-        if noise not in ("huber", "student_t"):
-            raise ValueError(f"{self.law}: noise must be 'huber' or 'student_t', not {noise!r}")
-        return noise == "student_t"
+        if noise not in NOISE_FAMILIES:
+            raise ValueError(f"{self.law}: noise must be one of {NOISE_FAMILIES}, not {noise!r}")
+        if noise == "auto":
+            return self.config.get("noise_chosen", {}).get("noise", "student_t")
+        return noise
+
+    @property
+    def student_t(self) -> bool:
+        return self.noise == "student_t"
+
+    def choose_noise(self) -> dict:
+        """Student-t or Huber noise for these data: the Student-t unless its likelihood (at
+        the fixed ν, σ free) has two modes whose curves differ by more than σ and whose
+        log-likelihoods lie within ``BIMODAL_GAP``. Its optima are searched from the Huber
+        point fit (the mode where every point counts) and from the point fit's starting
+        grid (where the far points may end up as outliers)."""
+        names = self.law_params
+        positive = [name != "L0" for name in names]
+        start = self.point_start()
+        nu = self.config["nu"]
+
+        def curve(x):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                pred = np.ravel(self.law_mean(self.feats, {n: (np.exp(v) if pos else v) for n, v, pos in zip(names, x, positive)}))
+            return np.log(pred) if np.all(pred > 0) else None
+
+        def negative_log_likelihood(x):
+            mu = curve(x[:-1])
+            if mu is None:
+                return 1e10
+            z = (self.y - mu) / np.exp(x[-1])
+            return float(np.sum(x[-1] + (nu + 1) / 2 * np.log1p(z**2 / nu)))
+
+        optima = []
+        for point in [start, *self.start_points()]:
+            x0 = [np.log(point[n]) if pos else point[n] for n, pos in zip(names, positive)] + [np.log(start["sigma"])]
+            result = minimize(negative_log_likelihood, x0, method="L-BFGS-B")
+            if result.fun < 1e10:
+                optima.append((result.fun, curve(result.x[:-1]), float(np.exp(result.x[-1]))))
+        best_value, best_curve, best_sigma = min(optima, key=lambda o: o[0])
+        rivals = [value - best_value for value, mu, _ in optima
+                  if np.max(np.abs(mu - best_curve)) > best_sigma and value - best_value < BIMODAL_GAP]
+        if rivals:
+            return {"noise": "huber", "reason": (
+                f"the Student-t likelihood has a second mode {min(rivals):.1f} nats below the best (under "
+                f"{BIMODAL_GAP:g}): its posterior would be bimodal, so Huber's log-concave density is used")}
+        return {"noise": "student_t", "reason": (
+            f"the Student-t (nu {nu:g}) likelihood has one mode (no other within {BIMODAL_GAP:g} nats)")}
 
     def centred(self, name: str) -> bool:
         choice = self.config["run_effects_centred"]

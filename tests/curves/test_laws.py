@@ -76,19 +76,36 @@ def test_tissue_point_fit_reproduces_the_published_constants(dataset):
     assert r_squared(np.exp(model.y), fitted) == pytest.approx(0.99964, abs=5e-5)
 
 
-def test_tissue_posterior_mean_within_two_percent_of_published(dataset):
-    # the authors' Huber loss as the likelihood (spec annealing_huber); at the default ν = 4
-    # the Student-t posterior is bimodal here (the README says why)
-    model = from_spec("annealing_huber")
+def test_tissue_default_spec_recovers_the_published_constants(dataset):
+    # the default noise is chosen from the data: here the Student-t likelihood has two modes
+    # (four far points as data or as outliers), so the fit uses Huber's density
+    model = from_spec("annealing")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(read_curves(dataset("tissue-fig2")), seed=1, progress=False)
+    assert model.noise == "huber"
+    assert any(note.startswith("noise: huber (chosen from the data") for note in model.notes)
     means = model.params_table()["mean"]
     for name, value in {"L0": 2.628, "A": 0.429, "alpha": 0.550, "C": 0.411}.items():
         assert means[name] == pytest.approx(value, rel=0.02), name
     assert model.fit_report["rhat_max"] <= 1.01
     assert model.fit_report["ess_bulk_min"] >= 400
     assert model.fit_report["divergences"] == 0
+
+
+def test_noise_choice_keeps_the_student_t_where_it_has_one_mode(annealing_fit, tmp_path):
+    assert annealing_fit.config["noise"] == "auto"
+    assert annealing_fit.noise == "student_t"
+    assert annealing_fit.config["noise_chosen"]["noise"] == "student_t"
+    reloaded = load(annealing_fit.save(tmp_path / "fit.nc"))
+    assert reloaded.noise == "student_t" and reloaded.config["noise_chosen"] == annealing_fit.config["noise_chosen"]
+
+
+def test_an_explicit_noise_family_is_not_second_guessed():
+    curves = read_curves(CURVES).select(TRUTH["train_runs"])
+    model = AnnealingLaw(config={"warmup_steps": TRUTH["warmup_steps"], "noise": "huber"})
+    model.prepare(curves)
+    assert model.noise == "huber" and "noise_chosen" not in model.config
 
 
 # 25M reproduces the published 0.00110; 100M gives 0.00156 against the published 0.00142
