@@ -22,7 +22,9 @@ def leave_one_run_out(fit, draws: int = 500, tune: int = 500, chains: int = 4, s
         raise ValueError("leave-one-run-out needs a fit on at least two runs")
     rows = []
     for run in runs:
-        refit = type(fit)(priors=fit.user_priors, config=copy.deepcopy(fit.config))
+        refit = type(fit)(priors=fit.user_priors, model_config=fit.model_config, sampler_config=fit.sampler_config,
+                          spec_priors=fit.spec_priors)
+        refit.derived = copy.deepcopy(fit.derived)  # the same reference scales and form of the run effects
         refit.fit(fit.curves.select([r for r in runs if r != run]), draws=draws, tune=tune, chains=chains,
                   seed=seed, progress=False)
         points = fit.obs[fit.obs["run"] == run]

@@ -35,7 +35,7 @@ def run_demo(out_dir=None, seed: int = 0, quick: bool = False) -> dict:
         warnings.simplefilter("default")
         model.fit(train, draws=draws, tune=draws, seed=seed, progress=False)
     fit_path = model.save(out / "annealing.nc")
-    pred = model.predict(held_out, prob=0.9, seed=seed)
+    pred = model.predict(held_out, prob=0.9, kind="observation", seed=seed)
     pred_path = out / "predictions.csv"
     pred.to_csv(pred_path, index=False)
 
@@ -48,7 +48,7 @@ def run_demo(out_dir=None, seed: int = 0, quick: bool = False) -> dict:
         "fit": {k: model.fit_report[k] for k in ("rhat_max", "ess_bulk_min", "divergences", "seconds")},
         "constants": {
             name: {"true": truth["constants_raw_lr"][name], "mean": table.loc[name, "mean"],
-                   "q05": table.loc[name, "q05"], "q95": table.loc[name, "q95"]}
+                   "q05": table.loc[name, "lower"], "q95": table.loc[name, "upper"]}
             for name in table.index
         },
         "held_out": prediction_scores(pred),

@@ -1,6 +1,7 @@
 """The law registry: each law class under its (kind, law) name, once; model specs (JSON
-files shipped in ``bayescale/resources/specs``) that name a law with its priors and
-config; ``from_spec`` and ``load``.
+files shipped in ``bayescale/resources/specs``) that name a law and hold only what differs
+from its code's defaults (``priors``, ``model_config``, ``sampler_config``); ``from_spec``
+and ``load``.
 
 A class is registered by name, here or by ``register`` for a user's own law; a subclass of
 a registered law is not registered unless it takes a name of its own, and a name already
@@ -73,11 +74,18 @@ def law_class(kind: str, law: str) -> type[BayesianFit]:
         raise ValueError(f"unknown kind/law {(kind, law)}; known: {sorted(LAWS)}") from None
 
 
-def from_spec(name_or_path, **config) -> BayesianFit:
-    """A fresh, unfitted model object from a spec; keyword arguments override its config."""
+def from_spec(name_or_path, sampler_config: dict | None = None, **model_config) -> BayesianFit:
+    """A fresh, unfitted model object from a spec: its priors count as the spec's (above
+    the data-scaled and default ones, below a user's); keyword arguments override its
+    model settings, ``sampler_config`` its sampler settings."""
     spec = load_spec(name_or_path)
+    unknown = set(spec) - {"kind", "law", "description", "priors", "model_config", "sampler_config"}
+    if unknown:
+        raise ValueError(f"model spec {name_or_path!r}: unknown key(s) {sorted(unknown)}")
     cls = law_class(spec["kind"], spec["law"])
-    return cls(priors=spec.get("priors"), config={**spec.get("config", {}), **config})
+    return cls(model_config={**spec.get("model_config", {}), **model_config},
+               sampler_config={**spec.get("sampler_config", {}), **(sampler_config or {})},
+               spec_priors=spec.get("priors"))
 
 
 def load(path) -> BayesianFit:

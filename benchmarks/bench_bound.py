@@ -12,7 +12,7 @@ import warnings
 
 from eval_bound import grid_124m, least_squares_lr  # same folder, first on sys.path
 
-from bayescale.bound.final import SAMPLING, BoundFinalFit
+from bayescale.bound.final import BoundFinalFit
 from bayescale.core.datasets import dataset_path
 
 
@@ -25,7 +25,7 @@ def main():
             least_squares_lr(rows)
     lsq = (time.perf_counter() - t0) / repeats
     fit = BoundFinalFit()
-    fit.fit(runs, seed=1, progress=False, **SAMPLING)
+    fit.fit(runs, seed=1, progress=False)
     r = fit.fit_report
     print(json.dumps({
         "n_runs": len(runs), "n_schedules": int(runs["group"].nunique()),

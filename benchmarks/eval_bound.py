@@ -23,7 +23,7 @@ from scipy.optimize import curve_fit
 
 from bayescale.bound.curve import BoundCurveFit, curve_table
 from bayescale.bound.data import read_runs, schedule_label
-from bayescale.bound.final import SAMPLING, BoundFinalFit
+from bayescale.bound.final import BoundFinalFit
 from bayescale.bound.size_horizon import Bound2DFit, extrapolation_error
 from bayescale.core.datasets import dataset_path
 
@@ -60,7 +60,7 @@ def main(argv=None):
     sections = set(args.sections.split(","))
     if sections - set(SECTIONS):
         parser.error(f"unknown sections {sorted(sections - set(SECTIONS))}; choose from {SECTIONS}")
-    sampling = {"draws": 300, "tune": 300, "chains": 2} if args.quick else dict(SAMPLING)
+    sampling = {"draws": 300, "tune": 300, "chains": 2} if args.quick else {}  # else the laws' sampler_config
     sampling.update(seed=1, progress=False)
     path = dataset_path("lr-scheduling")
     runs = grid_124m(path)
@@ -108,7 +108,7 @@ def leave_one_fraction_out(runs, prob, sampling):
 
 
 def extrapolation_2d(path, prob, sampling):
-    multi, _ = read_runs(path, name_pattern=Bound2DFit().config["name_pattern"])
+    multi, _ = read_runs(path, name_pattern=Bound2DFit().model_config["name_pattern"])
     multi = multi[multi["dataset"] == "slimpajama"].reset_index(drop=True)
     table, model = extrapolation_error(multi, prob, **sampling)
     return {

@@ -24,7 +24,7 @@ def evaluate(size: str, law: str, seed: int = 0, config: dict | None = None, **f
         warnings.simplefilter("default")
         model.fit(curves.select(TRAIN), seed=seed, progress=False, **fit_options)
     test = curves.select([r for r in curves.runs if r not in TRAIN])
-    scores = prediction_scores(model.predict(test, prob=0.9))
+    scores = prediction_scores(model.predict(test, prob=0.9, kind="observation"))
     point = model.point_fit()
     return {
         "size": f"{size}M",
@@ -40,7 +40,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", nargs="+", default=["25", "100"])
     parser.add_argument("--laws", nargs="+", default=["annealing", "multipower"])
-    parser.add_argument("--config", type=json.loads, default={}, help="JSON config overrides")
+    parser.add_argument("--config", type=json.loads, default={}, help="JSON model_config overrides")
     parser.add_argument("--draws", type=int, default=1000)
     args = parser.parse_args()
     for size in args.sizes:

@@ -28,7 +28,7 @@ TARGET = {"25": 0.00110, "100": 0.00142}
 
 def check(size: str) -> dict:
     curves = read_curves(dataset_path(f"multipower-{size}m"))
-    model = MultiPowerLaw(config={"warmup_steps": 2160, "max_group": 16})
+    model = MultiPowerLaw(model_config={"warmup_steps": 2160, "max_group": 16})
     model.prepare(curves.select(TRAIN))
     points, schedules = model.prediction_points(curves.select([r for r in curves.runs if r not in TRAIN]))
     test_feats = model.features(points, schedules)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import time
 
-from bayescale.bound.final import SAMPLING
-from bayescale.core.io import print_json
+from bayescale.core.io import add_sampler_options, print_json, sampler_options
 from bayescale.registry import from_spec, load
 
 SCHEDULE_CHOICES = ["cosine", "wsd", "linear", "constant"]
@@ -22,6 +21,7 @@ def register(subparsers) -> None:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--spec", default="bound_final", help="model spec name or path (default: bound_final)")
     fit.add_argument("--model-size", type=float, default=None, help="fit the runs of this model size only")
+    add_sampler_options(fit)
     fit.set_defaults(run=run_fit)
 
     optimum = sub.add_parser("optimum", help="best base LR and the loss there for a schedule and horizon")
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 def run_fit(args) -> int:
     model = from_spec(args.spec, **({"model_size": args.model_size} if args.model_size else {}))
     t0 = time.perf_counter()
-    model.fit(args.data, seed=args.seed, progress=False, **SAMPLING)
+    model.fit(args.data, seed=args.seed, progress=False, **sampler_options(args))
     model.save(args.out)
     report = model.fit_report
     print_json({

@@ -38,23 +38,25 @@ import pymc as pm
 from pymc_extras.prior import Prior
 
 from bayescale.bound.data import read_runs, schedule_for
+from bayescale.bound.final import BUDGET
+from bayescale.core import summaries
 from bayescale.core.convex_bound import shape_terms
 from bayescale.core.errors import DataError
-from bayescale.core.fit import BayesianFit
+from bayescale.core.fit import BayesianFit, check_kind
 from bayescale.core.tracker import load_export_dirs, stitched, to_curve_rows
 
 PARAMS = ["L_ref", "log_slope", "log_theta2", "p", "sigma"]
 RUN_FIELDS = ["schedule", "cooldown", "decay_type", "final_lr", "warmup_steps", "total_steps", "lr"]
 
 
-def mean_loss(gamma_u, S_rel, K_rel, L_inf, theta1, theta2, p, math=np):
-    return L_inf + theta1 * math.exp(-p * math.log(gamma_u * S_rel)) + theta2 * gamma_u * K_rel
+def mean_loss(gamma_u, S_rel, K_rel, L_inf, theta1, theta2, p, xp=np):
+    return L_inf + theta1 * xp.exp(-p * xp.log(gamma_u * S_rel)) + theta2 * gamma_u * K_rel
 
 
-def bound_params(L_ref, log_slope, log_theta2, p, math=np) -> dict:
+def bound_params(L_ref, log_slope, log_theta2, p, xp=np) -> dict:
     """(L_inf, θ1, θ2, p) of ``mean_loss`` from the sampled parameters."""
-    theta1 = math.exp(log_slope) / p
-    theta2 = math.exp(log_theta2)
+    theta1 = xp.exp(log_slope) / p
+    theta2 = xp.exp(log_theta2)
     return {"L_inf": L_ref - theta1 - theta2, "theta1": theta1, "theta2": theta2, "p": p}
 
 
@@ -80,9 +82,15 @@ def curve_table(path, runs: list[str], fit_fraction: float = 0.5, burn_in: int =
 class BoundCurveFit(BayesianFit):
     kind = "bound"
     law = "curve"
+    sampler_defaults = BUDGET
 
-    def default_config(self):
+    def default_model_config(self):
         return {"nu": 4.0}
+
+    @property
+    def scales(self) -> dict:
+        """Reference scales derived from the fitted runs (stored with the fit)."""
+        return self.derived["scales"]
 
     def default_priors(self):
         return {
@@ -108,7 +116,7 @@ class BoundCurveFit(BayesianFit):
         table = table.reset_index(drop=True)
         self.all_data = self._with_terms(table)
         fit_rows = self.all_data[self.all_data["split"] == "fit"]
-        self.scales = {
+        self.derived["scales"] = {
             "gamma_ref": float(np.exp(np.log(table["lr"]).mean())),
             "S_ref": float(fit_rows["S_tilde"].median()),
             "K_ref": float(fit_rows["K"].median()),
@@ -138,25 +146,39 @@ class BoundCurveFit(BayesianFit):
         gamma_u, S_rel, K_rel = self._scaled(self.fit_rows)
         with pm.Model(coords={"point": np.arange(len(self.fit_rows))}) as model:
             v = {name: self.priors[name].create_variable(name) for name in PARAMS}
-            law = bound_params(v["L_ref"], v["log_slope"], v["log_theta2"], v["p"], math=pm.math)
+            law = bound_params(v["L_ref"], v["log_slope"], v["log_theta2"], v["p"], xp=pm.math)
             pm.Deterministic("L_inf", law["L_inf"])
-            mu = mean_loss(gamma_u, S_rel, K_rel, **law, math=pm.math)
-            pm.StudentT("loss", nu=self.config["nu"], mu=mu, sigma=v["sigma"],
+            mu = mean_loss(gamma_u, S_rel, K_rel, **law, xp=pm.math)
+            pm.StudentT("loss", nu=self.model_config["nu"], mu=mu, sigma=v["sigma"],
                         observed=self.fit_rows["loss"].to_numpy(), dims="point")
         return model
+
+    def _draws_at(self, frame: pd.DataFrame, observed: bool, seed: int = 0) -> np.ndarray:
+        """Draws (draws, rows) of the mean loss at the rows of ``frame`` (with their shape
+        terms), with the Student-t noise when ``observed``."""
+        gamma_u, S_rel, K_rel = self._scaled(frame)
+        d = {k: self.draws(k)[:, None] for k in PARAMS}
+        mu = mean_loss(gamma_u[None], S_rel[None], K_rel[None], **bound_params(d["L_ref"], d["log_slope"], d["log_theta2"], d["p"]))
+        if not observed:
+            return mu
+        return mu + d["sigma"] * np.random.default_rng(seed).standard_t(self.model_config["nu"], size=mu.shape)
+
+    def predict(self, data, prob: float = 0.9, kind: str = "mean", seed: int = 0) -> pd.DataFrame:
+        """The rows of ``data`` (a curve table, as ``curve_table`` writes) with the posterior
+        mean and central ``prob`` interval of the loss at each step: the law's mean, or
+        (``kind="observation"``) a logged loss with its noise."""
+        summaries.check_prob(prob)
+        rows = pd.DataFrame(data).reset_index(drop=True)
+        draws = self._draws_at(self._with_terms(rows), check_kind(kind) == "observation", seed)
+        return summaries.predictions(rows, draws, prob)
 
     def bands(self, prob: float = 0.9) -> pd.DataFrame:
         """Every logged step (fit and held-out) with the posterior mean curve's median and
         a central ``prob`` band of the predicted observation (mean + Student-t noise)."""
-        gamma_u, S_rel, K_rel = self._scaled(self.all_data)
-        d = {k: self.draws(k)[:, None] for k in PARAMS}
-        law = bound_params(d["L_ref"], d["log_slope"], d["log_theta2"], d["p"])
-        mu = mean_loss(gamma_u[None], S_rel[None], K_rel[None], **law)
-        rng = np.random.default_rng(0)
-        y = mu + d["sigma"] * rng.standard_t(self.config["nu"], size=mu.shape)
-        lo, hi = np.quantile(y, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        band = summaries.central(self._draws_at(self.all_data, observed=True), prob)
         return self.all_data[["run", "step", "loss", "split", "lr"]].assign(
-            predicted=np.median(mu, axis=0), lower=lo, upper=hi).reset_index(drop=True)
+            predicted=np.median(self._draws_at(self.all_data, observed=False), axis=0), lower=band["lower"],
+            upper=band["upper"]).reset_index(drop=True)
 
     def holdout_error(self, prob: float = 0.9) -> pd.DataFrame:
         """Per run: mean and worst relative error on the held-out part, and band coverage."""

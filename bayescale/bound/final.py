@@ -48,46 +48,41 @@ from bayescale.bound.data import (
     schedule_label,
     tidy_runs,
 )
+from bayescale.core import summaries
 from bayescale.core.errors import DataError
-from bayescale.core.fit import BayesianFit
+from bayescale.core.fit import BayesianFit, check_kind
 
-# default sampling budget of the bound laws' fits (CLI, benchmarks): the scale of the
-# depth deviations mixes slowly (bulk ESS ≈ 0.1 of the draws on the 124M grid), so
-# 4 × 2500 draws keep it above 400 across seeds
-SAMPLING = {"draws": 2500, "tune": 1500, "chains": 4}
+# the bound laws' sampling budget: the scale of the final-loss law's depth deviations mixes
+# slowly (bulk ESS ≈ 0.1 of the draws on the 124M grid), so 4 × 2500 draws keep it above 400
+BUDGET = {"draws": 2500, "tune": 1500, "chains": 4}
 SCALARS = ["L_ref", "log_lr", "log_depth", "sigma_offset", "sigma_lr", "sigma_depth", "sigma"]
 HORIZON = ["p", "horizon_gap", "beta"]
 GROUP_SCALES = {"offset": "sigma_offset", "lr_shift": "sigma_lr", "depth_shift": "sigma_depth"}
 GROUP = list(GROUP_SCALES)
 
 
-def mean_loss(gamma_u, S_rel, K_rel, T_rel, L_ref, offset, theta1, theta2, p, E=0.0, beta=1.0, math=np):
+def mean_loss(gamma_u, S_rel, K_rel, T_rel, L_ref, offset, theta1, theta2, p, E=0.0, beta=1.0, xp=np):
     """The law in scaled units (numpy or pymc.math; broadcasting). ``L_ref + offset`` is the
     family's loss at its best LR for the reference shape and horizon (S_rel = K_rel = T_rel = 1):
     the bound's constant is that minus the valley's floor 2√(θ1 θ2)."""
-    horizon = E * (math.exp(-beta * math.log(T_rel)) - 1.0)
-    return (L_ref + offset - 2.0 * math.sqrt(theta1 * theta2) + horizon
-            + theta1 * math.exp(-p * math.log(S_rel)) / gamma_u + theta2 * gamma_u * K_rel)
+    horizon = E * (xp.exp(-beta * xp.log(T_rel)) - 1.0)
+    return (L_ref + offset - 2.0 * xp.sqrt(theta1 * theta2) + horizon
+            + theta1 * xp.exp(-p * xp.log(S_rel)) / gamma_u + theta2 * gamma_u * K_rel)
 
 
-def thetas(log_depth, log_lr, math=np):
+def thetas(log_depth, log_lr, xp=np):
     """θ1 and θ2 from the valley's depth ½ ln(θ1 θ2) and ln γ_u* = ½ ln(θ1/θ2) at the reference shape."""
-    return math.exp(log_depth + log_lr), math.exp(log_depth - log_lr)
+    return xp.exp(log_depth + log_lr), xp.exp(log_depth - log_lr)
 
 
-def horizon_scale(horizon_gap, beta, T_min_rel, math=np):
+def horizon_scale(horizon_gap, beta, T_min_rel, xp=np):
     """E of the horizon term from ``horizon_gap``, the term's value at the shortest horizon
     in the fit (E and β alone lie on a ridge when the horizons span a factor of a few)."""
-    return horizon_gap / (math.exp(-beta * math.log(T_min_rel)) - 1.0)
+    return horizon_gap / (xp.exp(-beta * xp.log(T_min_rel)) - 1.0)
 
 
 def optimal_gamma_u(S_rel, K_rel, theta1, theta2, p):
     return np.sqrt(theta1 * np.exp(-p * np.log(S_rel)) / (theta2 * K_rel))
-
-
-def interval(x, prob: float) -> dict:
-    lo, hi = np.quantile(x, [(1 - prob) / 2, (1 + prob) / 2])
-    return {"mean": float(np.mean(x)), "median": float(np.median(x)), "lower": float(lo), "upper": float(hi)}
 
 
 def select_cohort(runs: pd.DataFrame, model_size=None) -> tuple[pd.DataFrame, str | None]:
@@ -120,9 +115,20 @@ def scaled_terms(frame: pd.DataFrame, scales: dict) -> dict:
 class BoundFinalFit(BayesianFit):
     kind = "bound"
     law = "final"
+    sampler_defaults = {**BUDGET, "target_accept": 0.95}
 
-    def default_config(self):
-        return {"model_size": None, "nu": 4.0, "horizon_term": "auto", "seed_new_groups": 0, "target_accept": 0.95}
+    def default_model_config(self):
+        return {"model_size": None, "nu": 4.0, "horizon_term": "auto", "seed_new_groups": 0}
+
+    @property
+    def horizon_term(self) -> bool:
+        """The E·T^(−β) term in use: by default when the data hold several horizons."""
+        return self.derived["horizon_term"]
+
+    @property
+    def scales(self) -> dict:
+        """Reference scales derived from the fitted runs (stored with the fit)."""
+        return self.derived["scales"]
 
     def default_priors(self):
         return {
@@ -147,7 +153,7 @@ class BoundFinalFit(BayesianFit):
 
     @property
     def param_names(self):
-        return SCALARS + (HORIZON if self.config["horizon_term"] else []) + GROUP
+        return SCALARS + (HORIZON if self.horizon_term else []) + GROUP
 
     # --- data ------------------------------------------------------------------------------
     def prepare(self, data):
@@ -156,7 +162,7 @@ class BoundFinalFit(BayesianFit):
             runs, self.notes = read_runs(data)
         else:
             runs = tidy_runs(pd.DataFrame(data)[[c for c in RUN_COLUMNS if c in data]], "table")
-        runs, note = select_cohort(runs, self.config["model_size"])
+        runs, note = select_cohort(runs, self.model_config["model_size"])
         if note:
             self.notes.append(note)
         if runs["lr"].nunique() < 2:
@@ -164,11 +170,11 @@ class BoundFinalFit(BayesianFit):
         runs = runs.reset_index(drop=True)
         runs["group"] = runs.apply(schedule_label, axis=1)
         runs[["S_tilde", "K"]] = run_terms(runs)
-        if self.config["horizon_term"] == "auto":
-            self.config["horizon_term"] = bool(runs["total_steps"].nunique() > 1)
+        choice = self.model_config["horizon_term"]
+        self.derived["horizon_term"] = bool(runs["total_steps"].nunique() > 1) if choice == "auto" else bool(choice)
         self.data = runs
         self.groups = sorted(runs["group"].unique())
-        self.scales = {
+        self.derived["scales"] = {
             "gamma_ref": float(np.exp(np.log(runs["lr"]).mean())),
             "S_ref": float(runs["S_tilde"].median()),
             "K_ref": float(runs["K"].median()),
@@ -192,18 +198,18 @@ class BoundFinalFit(BayesianFit):
             shift_lr = pm.ZeroSumNormal("lr_shift", sigma=v["sigma_lr"], dims="group")
             depth_z = pm.ZeroSumNormal("depth_z", sigma=1.0, dims="group")
             shift_depth = pm.Deterministic("depth_shift", v["sigma_depth"] * depth_z, dims="group")
-            theta1, theta2 = thetas(v["log_depth"] + shift_depth, v["log_lr"] + shift_lr, math=pm.math)
+            theta1, theta2 = thetas(v["log_depth"] + shift_depth, v["log_lr"] + shift_lr, xp=pm.math)
             horizon = {"p": 1.0}
-            if self.config["horizon_term"]:
+            if self.horizon_term:
                 h = {name: self.priors[name].create_variable(name) for name in HORIZON}
                 T_min_rel = self.scales["T_min"] / self.scales["T_ref"]
-                E = pm.Deterministic("E", horizon_scale(h["horizon_gap"], h["beta"], T_min_rel, math=pm.math))
+                E = pm.Deterministic("E", horizon_scale(h["horizon_gap"], h["beta"], T_min_rel, xp=pm.math))
                 horizon = {"p": h["p"], "E": E, "beta": h["beta"]}
             mu = mean_loss(
                 x["gamma_u"], x["S_rel"], x["K_rel"], x["T_rel"], v["L_ref"], offset[g], theta1[g], theta2[g],
-                math=pm.math, **horizon,
+                xp=pm.math, **horizon,
             )
-            pm.StudentT("loss", nu=self.config["nu"], mu=mu, sigma=v["sigma"], observed=self.data["loss"].to_numpy(),
+            pm.StudentT("loss", nu=self.model_config["nu"], mu=mu, sigma=v["sigma"], observed=self.data["loss"].to_numpy(),
                         dims="run")
         return model
 
@@ -216,14 +222,14 @@ class BoundFinalFit(BayesianFit):
             j = self.groups.index(group)
             shift = {name: self.draws(name)[:, j] for name in GROUP}
         else:
-            rng = np.random.default_rng(self.config["seed_new_groups"])
+            rng = np.random.default_rng(self.model_config["seed_new_groups"])
             shift = {name: rng.standard_normal(n) * self.draws(scale) for name, scale in GROUP_SCALES.items()}
         theta1, theta2 = thetas(self.draws("log_depth") + shift["depth_shift"], self.draws("log_lr") + shift["lr_shift"])
         return {"offset": shift["offset"], "theta1": theta1, "theta2": theta2}
 
     def _common_draws(self) -> dict:
         out = {"L_ref": self.draws("L_ref"), "p": np.ones_like(self.draws("L_ref"))}
-        if self.config["horizon_term"]:
+        if self.horizon_term:
             out.update({name: self.draws(name) for name in ("p", "E", "beta")})
         return out
 
@@ -236,9 +242,17 @@ class BoundFinalFit(BayesianFit):
         frame[["S_tilde", "K"]] = run_terms(frame)
         return frame
 
-    def predict(self, runs) -> np.ndarray:
-        """Posterior draws of the mean final loss for runs described like the training
-        table (schedule, total_steps, lr, …): shape (draws, runs)."""
+    def predict(self, data, prob: float = 0.9, kind: str = "mean") -> pd.DataFrame:
+        """The runs of ``data`` (described like the training table: schedule, total_steps,
+        lr, …) with the posterior mean and central ``prob`` interval of the final loss: the
+        law's mean, or (``kind="observation"``) a measured final loss with its noise."""
+        summaries.check_prob(prob)
+        draws = self.predict_draws(data, observed=check_kind(kind) == "observation")
+        return summaries.predictions(pd.DataFrame(data), draws, prob)
+
+    def predict_draws(self, runs, observed: bool = False) -> np.ndarray:
+        """Posterior draws of the mean final loss of ``runs``, shape (draws, runs); with
+        ``observed`` the runs' Student-t noise is added."""
         frame = self._runs_frame(runs)
         x = self._scaled(frame)
         common = self._common_draws()
@@ -246,6 +260,9 @@ class BoundFinalFit(BayesianFit):
         for i, group in enumerate(frame["group"]):
             gd = self._group_draws(group)
             out[:, i] = mean_loss(x["gamma_u"][i], x["S_rel"][i], x["K_rel"][i], x["T_rel"][i], **common, **gd)
+        if observed:
+            rng = np.random.default_rng(self.model_config["seed_new_groups"] + 1)
+            out = out + self.draws("sigma")[:, None] * rng.standard_t(self.model_config["nu"], size=out.shape)
         return out
 
     def optimum_draws(self, schedule: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -264,7 +281,8 @@ class BoundFinalFit(BayesianFit):
         """{"lr": {mean, median, lower, upper}, "loss": {…}, "group", "in_fit"}."""
         lr, loss = self.optimum_draws(schedule)
         group = self._runs_frame([{"run": "query", "lr": 1.0, **schedule}])["group"].iloc[0]
-        return {"lr": interval(lr, prob), "loss": interval(loss, prob), "group": group, "in_fit": group in self.groups}
+        return {"lr": summaries.central(lr, prob, median=True), "loss": summaries.central(loss, prob, median=True),
+                "group": group, "in_fit": group in self.groups}
 
     def optima(self, total_steps: int | None = None, prob: float = 0.9) -> pd.DataFrame:
         """γ* and the loss there for every fitted schedule family at ``total_steps``

@@ -64,9 +64,10 @@ from bayescale.bound.data import (
     schedule_label,
     tidy_runs,
 )
-from bayescale.bound.final import interval
+from bayescale.bound.final import BUDGET
+from bayescale.core import summaries
 from bayescale.core.errors import DataError
-from bayescale.core.fit import BayesianFit
+from bayescale.core.fit import BayesianFit, check_kind
 
 PARAMS = ["L_ref", "horizon_gap", "beta", "size_gap", "alpha", "log_lr", "nu_lr", "log_depth", "nu_depth", "p", "sigma_offset",
           "sigma_size", "sigma"]
@@ -75,37 +76,43 @@ FLOOR = ["L_ref", "horizon_gap", "beta", "size_gap", "alpha", "log_lr", "log_dep
 MULTI_SIZE_RUNS = r"(sl|ann0\.2)"
 
 
-def power_term(x_rel, x_min_rel, gap, exponent, math=np):
+def power_term(x_rel, x_min_rel, gap, exponent, xp=np):
     """E·(x_rel^(−exponent) − 1) with E set by the term's value ``gap`` at x_min_rel, in a
     form free of overflow for a large exponent."""
-    ln_x, ln_min = math.log(x_rel), np.log(x_min_rel)
-    expm1 = np.expm1 if math is np else pt.expm1
-    return gap * math.exp(-exponent * (ln_x - ln_min)) * expm1(exponent * ln_x) / expm1(exponent * ln_min)
+    ln_x, ln_min = xp.log(x_rel), np.log(x_min_rel)
+    expm1 = np.expm1 if xp is np else pt.expm1
+    return gap * xp.exp(-exponent * (ln_x - ln_min)) * expm1(exponent * ln_x) / expm1(exponent * ln_min)
 
 
-def floor_loss(D_rel, N_rel, D_min_rel, N_min_rel, L_ref, horizon_gap, beta, size_gap, alpha, log_lr, log_depth, math=np):
+def floor_loss(D_rel, N_rel, D_min_rel, N_min_rel, L_ref, horizon_gap, beta, size_gap, alpha, log_lr, log_depth, xp=np):
     """The smooth law's loss without the LR valley, at data seen D and size N."""
-    valley_at_ref = math.exp(log_depth + log_lr) + math.exp(log_depth - log_lr)
-    return (L_ref - valley_at_ref + power_term(D_rel, D_min_rel, horizon_gap, beta, math)
-            + power_term(N_rel, N_min_rel, size_gap, alpha, math))
+    valley_at_ref = xp.exp(log_depth + log_lr) + xp.exp(log_depth - log_lr)
+    return (L_ref - valley_at_ref + power_term(D_rel, D_min_rel, horizon_gap, beta, xp)
+            + power_term(N_rel, N_min_rel, size_gap, alpha, xp))
 
 
 def mean_loss(gamma_u, S_rel, K_rel, D_rel, N_rel, B_rel, offset, D_min_rel, N_min_rel, L_ref, horizon_gap, beta, size_gap,
-              alpha, log_lr, nu_lr, log_depth, nu_depth, p, math=np):
-    lnN = math.log(N_rel)
+              alpha, log_lr, nu_lr, log_depth, nu_depth, p, xp=np):
+    lnN = xp.log(N_rel)
     lr_axis = log_lr + nu_lr * lnN
     depth = log_depth + nu_depth * lnN
-    return (floor_loss(D_rel, N_rel, D_min_rel, N_min_rel, L_ref, horizon_gap, beta, size_gap, alpha, log_lr, log_depth, math)
-            + offset + (math.exp(depth + lr_axis - p * math.log(S_rel)) / gamma_u + math.exp(depth - lr_axis) * gamma_u * K_rel)
-            / math.sqrt(B_rel))
+    return (floor_loss(D_rel, N_rel, D_min_rel, N_min_rel, L_ref, horizon_gap, beta, size_gap, alpha, log_lr, log_depth, xp)
+            + offset + (xp.exp(depth + lr_axis - p * xp.log(S_rel)) / gamma_u + xp.exp(depth - lr_axis) * gamma_u * K_rel)
+            / xp.sqrt(B_rel))
 
 
 class Bound2DFit(BayesianFit):
     kind = "bound"
     law = "2d"
+    sampler_defaults = {**BUDGET, "target_accept": 0.9}
 
-    def default_config(self):
-        return {"nu": 4.0, "name_pattern": MULTI_SIZE_RUNS, "dataset": "slimpajama", "seed_new_groups": 0, "target_accept": 0.9}
+    def default_model_config(self):
+        return {"nu": 4.0, "name_pattern": MULTI_SIZE_RUNS, "dataset": "slimpajama", "seed_new_groups": 0}
+
+    @property
+    def scales(self) -> dict:
+        """Reference scales derived from the fitted runs (stored with the fit)."""
+        return self.derived["scales"]
 
     def default_priors(self):
         return {
@@ -135,9 +142,9 @@ class Bound2DFit(BayesianFit):
     def prepare(self, data):
         self.notes = []
         if isinstance(data, (str, Path)):
-            runs, self.notes = read_runs(data, name_pattern=self.config["name_pattern"])
-            if self.config["dataset"]:
-                runs = runs[runs["dataset"] == self.config["dataset"]]
+            runs, self.notes = read_runs(data, name_pattern=self.model_config["name_pattern"])
+            if self.model_config["dataset"]:
+                runs = runs[runs["dataset"] == self.model_config["dataset"]]
         else:
             runs = tidy_runs(pd.DataFrame(data)[[c for c in RUN_COLUMNS if c in data]], "table")
         if runs["model_size"].isna().any():
@@ -148,7 +155,7 @@ class Bound2DFit(BayesianFit):
         self.data = runs
         self.groups = sorted(runs["group"].unique())
         self.sizes = sorted(runs["size_key"].unique())
-        self.scales = {
+        self.derived["scales"] = {
             "gamma_ref": float(np.exp(np.log(runs["lr"]).mean())),
             "S_ref": float(runs["S_tilde"].median()),
             "K_ref": float(runs["K"].median()),
@@ -189,12 +196,12 @@ class Bound2DFit(BayesianFit):
             v = {name: self.priors[name].create_variable(name) for name in PARAMS}
             offset = pm.ZeroSumNormal("offset", sigma=v["sigma_offset"], dims="group")
             smooth = floor_loss(**self._size_centres(x, index["size"]), **self._minima(), **{k: v[k] for k in FLOOR},
-                                math=pm.math)
+                                xp=pm.math)
             level = pm.Normal("size_level", mu=smooth, sigma=v["sigma_size"], dims="size")
             size = pm.Deterministic("size_effect", level - smooth, dims="size")
             effects = offset[index["group"]] + size[index["size"]]
-            mu = mean_loss(**x, offset=effects, **self._minima(), math=pm.math, **{k: v[k] for k in LAW})
-            pm.StudentT("loss", nu=self.config["nu"], mu=mu, sigma=v["sigma"], observed=self.data["loss"].to_numpy(),
+            mu = mean_loss(**x, offset=effects, **self._minima(), xp=pm.math, **{k: v[k] for k in LAW})
+            pm.StudentT("loss", nu=self.model_config["nu"], mu=mu, sigma=v["sigma"], observed=self.data["loss"].to_numpy(),
                         dims="run")
         return model
 
@@ -216,7 +223,7 @@ class Bound2DFit(BayesianFit):
     def _effect_draws(self, frame: pd.DataFrame) -> np.ndarray:
         """Draws of δ_g + u_N per query run, shape (draws, runs): the fitted value of a
         schedule family or size in the fit, a fresh draw from its population else."""
-        rng = np.random.default_rng(self.config["seed_new_groups"])
+        rng = np.random.default_rng(self.model_config["seed_new_groups"])
         n = self.draws("sigma").shape[0]
         total = np.zeros((n, len(frame)))
         for name, dim, key, scale in (("offset", "group", "group", "sigma_offset"),
@@ -237,7 +244,15 @@ class Bound2DFit(BayesianFit):
     def _params(self) -> dict:
         return {k: self.draws(k)[:, None] for k in LAW}
 
-    def predict(self, runs, observed: bool = False) -> np.ndarray:
+    def predict(self, data, prob: float = 0.9, kind: str = "mean") -> pd.DataFrame:
+        """The runs of ``data`` (described like the training table: schedule, total_steps,
+        lr, …) with the posterior mean and central ``prob`` interval of the final loss: the
+        law's mean, or (``kind="observation"``) a measured final loss with its noise."""
+        summaries.check_prob(prob)
+        draws = self.predict_draws(data, observed=check_kind(kind) == "observation")
+        return summaries.predictions(pd.DataFrame(data), draws, prob)
+
+    def predict_draws(self, runs, observed: bool = False) -> np.ndarray:
         """Draws of the mean final loss of runs described like the training table, their
         size's discrepancy included, shape (draws, runs); with ``observed`` the
         runs' Student-t noise is added (the predictive of a measured final loss)."""
@@ -246,8 +261,8 @@ class Bound2DFit(BayesianFit):
         mean = mean_loss(**x, offset=self._effect_draws(frame), **self._minima(), **self._params())
         if not observed:
             return mean
-        rng = np.random.default_rng(self.config["seed_new_groups"] + 1)
-        return mean + self.draws("sigma")[:, None] * rng.standard_t(self.config["nu"], size=mean.shape)
+        rng = np.random.default_rng(self.model_config["seed_new_groups"] + 1)
+        return mean + self.draws("sigma")[:, None] * rng.standard_t(self.model_config["nu"], size=mean.shape)
 
     def optimum(self, schedule: dict, model_size: float, prob: float = 0.9) -> dict:
         """η*(T, N) and the loss there for one schedule description and model size
@@ -259,12 +274,13 @@ class Bound2DFit(BayesianFit):
         gamma_u = np.exp(lr_axis) * np.sqrt(x["S_rel"][0] ** (-p["p"]) / x["K_rel"][0])
         loss = mean_loss(gamma_u, x["S_rel"][0], x["K_rel"][0], x["D_rel"][0], x["N_rel"][0], x["B_rel"][0],
                          self._effect_draws(frame)[:, 0], **self._minima(), **p)
-        return {"lr": interval(gamma_u * self.scales["gamma_ref"], prob), "loss": interval(loss, prob)}
+        return {"lr": summaries.central(gamma_u * self.scales["gamma_ref"], prob, median=True),
+                "loss": summaries.central(loss, prob, median=True)}
 
     def exponents(self, prob: float = 0.9) -> pd.DataFrame:
         """Exponents of η* ∝ T^a N^b: a = −p/2 (K_T's slow drift aside), b = ν_lr, at a fixed number of steps and batch."""
-        rows = [{"exponent": "T", **interval(-self.draws("p") / 2, prob)}, {"exponent": "N", **interval(self.draws("nu_lr"), prob)}]
-        return pd.DataFrame(rows)
+        table = summaries.table({"T": -self.draws("p") / 2, "N": self.draws("nu_lr")}, prob, median=True)
+        return table.rename_axis("exponent").reset_index()
 
 
 def extrapolation_split(runs: pd.DataFrame) -> pd.Series:
@@ -282,8 +298,9 @@ def extrapolation_error(runs: pd.DataFrame, prob: float = 0.9, **fit_kwargs) -> 
     model = Bound2DFit()
     model.fit(runs[~held_out], **fit_kwargs)
     test = runs[held_out].reset_index(drop=True)
-    lo, hi = np.quantile(model.predict(test, observed=True), [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-    mid = np.median(model.predict(test), axis=0)
+    band = summaries.central(model.predict_draws(test, observed=True), prob)
+    lo, hi = band["lower"], band["upper"]
+    mid = np.median(model.predict_draws(test), axis=0)
     out = test[["run", "model_size", "total_steps", "lr", "loss"]].assign(
         group=test.apply(schedule_label, axis=1), predicted=mid, lower=lo, upper=hi,
         rel_error=(mid - test["loss"]) / test["loss"], covered=(lo <= test["loss"]) & (test["loss"] <= hi))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import brentq
 
-from bayescale.bound.final import interval
 from bayescale.core import schedules
 from bayescale.core.convex_bound import optimal_lr
 
@@ -15,16 +14,6 @@ from bayescale.core.convex_bound import optimal_lr
 def transfer_lr(lr_from: float, schedule_from, schedule_to) -> float:
     """The bound's answer: γ_to = γ_from · γ*(to)/γ*(from)."""
     return lr_from * optimal_lr(schedule_to) / optimal_lr(schedule_from)
-
-
-def transfer_lr_posterior(fit, lr_from: float, spec_from: dict, spec_to: dict, prob: float = 0.9) -> dict:
-    """With a fitted final-loss law (``bayescale.laws.bound_final``): γ_to = γ_from times
-    the posterior ratio of γ*, and the predicted final loss there, with intervals."""
-    star_from, _ = fit.optimum_draws(spec_from)
-    star_to, _ = fit.optimum_draws(spec_to)
-    lr_to = lr_from * star_to / star_from
-    loss = fit.predict([{"run": "transfer", "lr": float(np.median(lr_to)), **spec_to}])[:, 0]
-    return {"lr": interval(lr_to, prob), "loss": interval(loss, prob), "theory_lr": lr_from * float(np.median(star_to / star_from))}
 
 
 def extend_by_cooldown(total_steps: int, cooldown: float, new_total_steps: int, shape: str = "linear") -> float:

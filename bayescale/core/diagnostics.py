@@ -40,7 +40,15 @@ def problems(diagnostics: dict) -> list[str]:
 
 
 def posterior_summary(idata, var_names, prob: float = 0.9) -> pd.DataFrame:
-    return az.summary(idata, var_names=list(var_names), hdi_prob=prob)
+    """Per parameter: mean, sd, the central ``prob`` interval (lower, upper), R-hat and
+    bulk ESS."""
+    tails = ((1 - prob) / 2, (1 + prob) / 2)
+    stats = {"mean": np.mean, "sd": np.std, "lower": lambda x: np.quantile(x, tails[0]),
+             "upper": lambda x: np.quantile(x, tails[1])}
+    names = list(var_names)
+    table = az.summary(idata, var_names=names, stat_funcs=stats, extend=False, round_to="none")
+    checks = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
+    return table.join(checks[["r_hat", "ess_bulk"]])
 
 
 def loo(idata, var_name: str | None = None):

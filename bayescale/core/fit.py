@@ -1,11 +1,21 @@
-"""The fit object shared by every law: owns a ``pm.Model`` (composition, not inheritance),
-fits it, keeps the training data and config inside the InferenceData, saves and loads
-through netCDF.
+"""The fit contract shared by every law: the fit object owns a ``pm.Model`` (composition,
+not inheritance), fits it, keeps the training data and its settings inside the
+InferenceData, saves and loads through netCDF.
 
-Subclasses set ``kind`` and ``law`` and implement ``default_priors``, ``prepare`` (turn the
-user's table into ``self.data``, a DataFrame, plus whatever arrays the model needs) and
-``build_model``; ``bayescale.registry`` registers them by name. Prior precedence: user >
-scaled-to-data (``scaled_priors``) > default.
+Three kinds of settings, kept apart:
+- ``model_config``: the law's settings (class defaults from ``default_model_config``, a
+  spec may override them, then the constructor's argument), and the priors: user > spec >
+  scaled to the data (``scaled_priors``) > the code's defaults (``default_priors``), each
+  prior's source recorded in the fit file. Both enter the model id.
+- ``sampler_config``: sampler, draws, tune, chains, target_accept (``SAMPLER_DEFAULTS``,
+  then the law's ``sampler_defaults``, a spec, the constructor, ``fit(**overrides)``).
+- ``derived``: state the fit derives from its data (reference scales, the form of the
+  sampled model chosen from the data); stored in the file, not part of the model id.
+
+A law sets ``kind``, ``law`` and ``version`` and implements ``default_priors``, ``prepare``
+(turn the user's table into ``self.data``, a DataFrame, plus the model's arrays),
+``build_model`` and ``predict``; ``bayescale.registry`` registers it by name. Every interval
+in the package is central (``bayescale.core.summaries``).
 """
 
 from __future__ import annotations
@@ -26,9 +36,12 @@ import xarray as xr
 from pymc_extras.prior import Prior
 
 from bayescale.core import diagnostics as diag
-from bayescale.core.sampling import observed_dataset, run_sampler
+from bayescale.core.sampling import SAMPLER_DEFAULTS, observed_dataset, run_sampler
+from bayescale.core.summaries import check_prob
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+PRIOR_SOURCES = ("default", "scaled", "spec", "user")
+PREDICTION_KINDS = ("mean", "observation")
 
 
 class FitFileError(ValueError):
@@ -37,6 +50,12 @@ class FitFileError(ValueError):
 
 class SamplingWarning(UserWarning):
     """R-hat, ESS or divergences outside the thresholds."""
+
+
+def check_kind(kind: str) -> str:
+    if kind not in PREDICTION_KINDS:
+        raise ValueError(f"kind must be one of {PREDICTION_KINDS}, not {kind!r}")
+    return kind
 
 
 def as_prior(value) -> Prior:
@@ -50,23 +69,46 @@ def as_prior(value) -> Prior:
 class BayesianFit:
     kind: ClassVar[str] = ""
     law: ClassVar[str] = ""
+    version: ClassVar[int] = 1  # of the law's model and file contents; load refuses a newer one
+    sampler_defaults: ClassVar[dict] = {}  # the law's departures from SAMPLER_DEFAULTS
 
-    def __init__(self, priors: dict | None = None, config: dict | None = None):
-        self.config = {**self.default_config(), **(config or {})}
-        self.user_priors = {name: as_prior(p) for name, p in (priors or {}).items()}
-        unknown = set(self.user_priors) - set(self.default_priors())
+    def __init__(self, priors: dict | None = None, model_config: dict | None = None,
+                 sampler_config: dict | None = None, spec_priors: dict | None = None):
+        defaults = self.default_model_config()
+        unknown = set(model_config or {}) - set(defaults)
+        if unknown:
+            raise ValueError(f"{self.law}: no model setting {sorted(unknown)}; the settings are {sorted(defaults)}"
+                             + ("; sampler settings go in sampler_config" if unknown & set(SAMPLER_DEFAULTS) else ""))
+        self.model_config = {**defaults, **copy.deepcopy(model_config or {})}
+        self.sampler_config = {**SAMPLER_DEFAULTS, **self.sampler_defaults}
+        self.sampler_config = {**self.sampler_config, **self._checked_sampler(sampler_config or {})}
+        self.user_priors = self._checked_priors(priors)
+        self.spec_priors = self._checked_priors(spec_priors)
+        self.derived: dict = {}
+        self.data: pd.DataFrame | None = None
+        self.model: pm.Model | None = None
+        self.priors: dict[str, Prior] = {}
+        self.prior_sources: dict[str, str] = {}
+        self.fit_report: dict = {}
+        self._idata = None
+
+    def _checked_priors(self, priors) -> dict[str, Prior]:
+        priors = {name: as_prior(p) for name, p in (priors or {}).items()}
+        unknown = set(priors) - set(self.default_priors())
         if unknown:
             raise ValueError(
                 f"{self.law}: no parameter named {sorted(unknown)}; priors can be set for {sorted(self.default_priors())}"
             )
-        self.data: pd.DataFrame | None = None
-        self.model: pm.Model | None = None
-        self.priors: dict[str, Prior] = {}
-        self.fit_report: dict = {}
-        self._idata = None
+        return priors
+
+    def _checked_sampler(self, options: dict) -> dict:
+        unknown = set(options) - set(SAMPLER_DEFAULTS)
+        if unknown:
+            raise TypeError(f"{self.law}: no sampler setting {sorted(unknown)}; the settings are {sorted(SAMPLER_DEFAULTS)}")
+        return dict(options)
 
     # --- what a law provides -------------------------------------------------------------
-    def default_config(self) -> dict:
+    def default_model_config(self) -> dict:
         return {}
 
     def default_priors(self) -> dict[str, Prior]:
@@ -76,10 +118,17 @@ class BayesianFit:
         return {}
 
     def prepare(self, data) -> None:
-        """Validate ``data`` and set ``self.data`` (a DataFrame) and the model's arrays."""
+        """Validate ``data`` and set ``self.data`` (a DataFrame), the model's arrays and
+        ``self.derived``."""
         raise NotImplementedError
 
     def build_model(self) -> pm.Model:
+        raise NotImplementedError
+
+    def predict(self, data, prob: float = 0.9, kind: str = "mean") -> pd.DataFrame:
+        """The rows of ``data`` (identifying columns first) with ``mean``, ``lower`` and
+        ``upper``: the posterior mean and central ``prob`` interval of the loss; ``kind``
+        "mean" for the law's mean, "observation" with the noise added."""
         raise NotImplementedError
 
     @property
@@ -88,40 +137,39 @@ class BayesianFit:
 
     # --- fitting ---------------------------------------------------------------------------
     def resolve_priors(self) -> dict[str, Prior]:
-        return {**self.default_priors(), **self.scaled_priors(), **self.user_priors}
+        """Every parameter's prior and ``prior_sources``: user > spec > scaled > default."""
+        layers = {"default": self.default_priors(), "scaled": self.scaled_priors(), "spec": self.spec_priors,
+                  "user": self.user_priors}
+        priors, sources = {}, {}
+        for source in PRIOR_SOURCES:
+            for name, prior in layers[source].items():
+                priors[name], sources[name] = prior, source
+        self.prior_sources = sources
+        return priors
 
-    def fit(
-        self,
-        data,
-        sampler: str = "auto",
-        draws: int = 1000,
-        tune: int = 1000,
-        chains: int = 4,
-        seed: int | None = None,
-        progress: bool = True,
-        start: str = "map",
-    ):
+    def fit(self, data, seed: int | None = None, progress: bool = True, **sampler):
         """Sample the posterior; returns the InferenceData (log-likelihood and training data
-        included). ``sampler`` is "nutpie", "pymc" or "auto" (nutpie when installed). If
-        anything fails, the object keeps its earlier data and posterior."""
-        earlier = {**self.__dict__, "config": copy.deepcopy(self.config)}
+        included). Keyword arguments override ``sampler_config`` for this fit (sampler
+        "nutpie", "pymc" or "auto": nutpie when installed; draws, tune, chains,
+        target_accept). If anything fails, the object keeps its earlier data and posterior."""
+        options = {**self.sampler_config, **self._checked_sampler(sampler)}
+        earlier = {**self.__dict__, "derived": copy.deepcopy(self.derived)}
         try:
-            return self._fit(data, sampler, draws, tune, chains, seed, progress, start)
+            return self._fit(data, options, seed, progress)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(earlier)
             raise
 
-    def _fit(self, data, sampler, draws, tune, chains, seed, progress, start):
+    def _fit(self, data, options, seed, progress):
         self.prepare(data)
         self.priors = self.resolve_priors()
-        options = (sampler, draws, tune, chains, seed, progress, start)
-        idata = self._sample(*options)
+        idata = self._sample(options, seed, progress)
         change = self.reparametrisation(idata)
         if change:
             first = {k: self.fit_report[k] for k in ("rhat_max", "ess_bulk_min", "divergences", "seconds")}
-            self.config.update(change)
-            idata = self._sample(*options)
+            self.derived.update(change)
+            idata = self._sample(options, seed, progress)
             self.fit_report["first_attempt"] = {**first, "changed": change}
             self.fit_report["seconds"] += first["seconds"]  # the wall time of the whole fit
         bad = diag.problems(self.fit_report)
@@ -134,13 +182,10 @@ class BayesianFit:
             )
         return idata
 
-    def _sample(self, sampler, draws, tune, chains, seed, progress, start):
+    def _sample(self, options, seed, progress):
         self.model = self.build_model()
         t0 = time.perf_counter()
-        initial = self.initial_point() if start == "map" else None
-        idata, timing = run_sampler(
-            self.model, sampler, draws, tune, chains, seed, progress, initial, self.config.get("target_accept", 0.8)
-        )
+        idata, timing = run_sampler(self.model, options, seed, progress, self.initial_point())
         with self.model:
             pm.compute_log_likelihood(idata, progressbar=False)
         self._idata = idata
@@ -149,8 +194,9 @@ class BayesianFit:
             idata.add_groups(observed_data=observed_dataset(self.model))
         timing["seconds"] = time.perf_counter() - t0
         idata.add_groups(fit_data=xr.Dataset.from_dataframe(self.data.reset_index(drop=True)))
+        self.fit_report = {**diag.sampling_diagnostics(idata, self.param_names), **timing,
+                           "sampler_config": options, "seed": seed}
         idata.attrs.update(self._attrs())
-        self.fit_report = {**diag.sampling_diagnostics(idata, self.param_names), **timing}
         return idata
 
     def add_derived_draws(self, idata, seed) -> None:
@@ -158,8 +204,8 @@ class BayesianFit:
         integrated out of the model, say), before the diagnostics see them."""
 
     def reparametrisation(self, idata) -> dict | None:
-        """A config change that samples the same model in a better form after this first
-        attempt went badly, or None; the fit then samples once more with it."""
+        """A change of ``derived`` that samples the same model in a better form after this
+        first attempt went badly, or None; the fit then samples once more with it."""
         return None
 
     def initial_point(self) -> dict:
@@ -179,24 +225,28 @@ class BayesianFit:
         return diag.draws(self.idata, name)
 
     def summary(self, prob: float = 0.9) -> pd.DataFrame:
-        return diag.posterior_summary(self.idata, self.param_names, prob)
+        """Per parameter: mean, sd, central ``prob`` interval (lower, upper), R-hat, bulk ESS."""
+        return diag.posterior_summary(self.idata, self.param_names, check_prob(prob))
 
     def diagnostics(self) -> dict:
         return diag.sampling_diagnostics(self.idata, self.param_names)
 
     # --- persistence -----------------------------------------------------------------------
     def _attrs(self) -> dict:
-        config = json.dumps(self.config, sort_keys=True)
+        model_config = json.dumps(self.model_config, sort_keys=True)
         priors = json.dumps({k: p.to_dict() for k, p in self.priors.items()}, sort_keys=True)
         return {
             "bayescale_format": FORMAT_VERSION,
             "bayescale_kind": self.kind,
             "bayescale_law": self.law,
-            "config": config,
+            "bayescale_law_version": self.version,
+            "model_config": model_config,
+            "sampler_config": json.dumps(self.sampler_config, sort_keys=True),
+            "derived": json.dumps(self.derived, sort_keys=True),
             "priors": priors,
-            "user_priors": json.dumps(sorted(self.user_priors)),
+            "prior_sources": json.dumps(self.prior_sources, sort_keys=True),
             "fit_report": json.dumps(self.fit_report),
-            "model_id": hashlib.sha256((self.kind + self.law + config + priors).encode()).hexdigest()[:16],
+            "model_id": hashlib.sha256((self.kind + self.law + model_config + priors).encode()).hexdigest()[:16],
         }
 
     def save(self, path) -> Path:
@@ -228,14 +278,25 @@ class BayesianFit:
         key = (attrs["bayescale_kind"], attrs["bayescale_law"])
         if key != (cls.kind, cls.law):
             raise FitFileError(f"{path}: a {key[0]}/{key[1]} fit, not a {cls.kind}/{cls.law} fit")
+        if int(attrs.get("bayescale_format", 1)) != FORMAT_VERSION:
+            raise FitFileError(f"{path}: written in bayescale's fit format {attrs.get('bayescale_format', 1)}; "
+                               f"this version reads format {FORMAT_VERSION}: fit again")
+        version = int(attrs["bayescale_law_version"])
+        if version > cls.version:
+            raise FitFileError(f"{path}: saved by version {version} of the {cls.kind}/{cls.law} law, newer than this "
+                               f"bayescale's version {cls.version}: upgrade bayescale to read it")
         priors = {k: Prior.from_dict(v) for k, v in json.loads(attrs["priors"]).items()}
-        fit = cls(priors={k: priors[k] for k in json.loads(attrs["user_priors"])}, config=json.loads(attrs["config"]))
-        fit.priors = priors
+        sources = json.loads(attrs["prior_sources"])
+        by_source = {source: {k: p for k, p in priors.items() if sources[k] == source} for source in ("user", "spec")}
+        fit = cls(priors=by_source["user"], model_config=json.loads(attrs["model_config"]),
+                  sampler_config=json.loads(attrs["sampler_config"]), spec_priors=by_source["spec"])
+        fit.derived = json.loads(attrs["derived"])
+        fit.priors, fit.prior_sources = priors, sources
         fit.prepare(idata.fit_data.to_dataframe().reset_index(drop=True))
         fit.fit_report = json.loads(attrs.get("fit_report", "{}"))
         fit._idata = idata
         if fit._attrs()["model_id"] != attrs["model_id"]:
-            raise FitFileError(f"{path}: its config does not match its model id (edited or foreign file)")
+            raise FitFileError(f"{path}: its settings do not match its model id (edited or foreign file)")
         return fit
 
 

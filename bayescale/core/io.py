@@ -1,5 +1,5 @@
 """Shared input and output: CSV reading that keeps the file and line of every row, the
-place of a row in an error message, and JSON printing for the CLI."""
+place of a row in an error message, and the CLI's JSON printing and sampler flags."""
 
 from __future__ import annotations
 
@@ -35,3 +35,18 @@ def where(rows: pd.DataFrame) -> str:
 
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=float))
+
+
+def add_sampler_options(parser) -> None:
+    """--draws, --tune, --chains, --sampler, --target-accept: each overrides the law's
+    sampler_config when given."""
+    parser.add_argument("--draws", type=int, default=None, help="draws per chain (default: the law's)")
+    parser.add_argument("--tune", type=int, default=None, help="tuning steps per chain (default: the law's)")
+    parser.add_argument("--chains", type=int, default=None, help="chains (default: the law's)")
+    parser.add_argument("--sampler", choices=("auto", "nutpie", "pymc"), default=None, help="default: nutpie when installed")
+    parser.add_argument("--target-accept", type=float, default=None, help="NUTS target acceptance (default: the law's)")
+
+
+def sampler_options(args) -> dict:
+    return {key: value for key in ("draws", "tune", "chains", "sampler", "target_accept")
+            if (value := getattr(args, key, None)) is not None}

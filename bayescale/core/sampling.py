@@ -16,6 +16,9 @@ try:
 except ImportError:  # optional: PyMC's own NUTS is used instead
     nutpie = None
 
+# the sampler settings every law starts from; a law's ``sampler_defaults`` change some
+SAMPLER_DEFAULTS = {"sampler": "auto", "draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.8}
+
 
 def observed_dataset(model: pm.Model) -> xr.Dataset:
     """The model's observed values with their dims (nutpie's InferenceData lacks them)."""
@@ -27,8 +30,10 @@ def observed_dataset(model: pm.Model) -> xr.Dataset:
     )
 
 
-def run_sampler(model, sampler, draws, tune, chains, seed, progress, initial, target_accept=0.8):
-    """Sample with nutpie (default when installed) or PyMC's NUTS; returns (idata, timing)."""
+def run_sampler(model, options: dict, seed, progress, initial):
+    """Sample with nutpie (default when installed) or PyMC's NUTS with the settings in
+    ``options`` (the keys of ``SAMPLER_DEFAULTS``); returns (idata, timing)."""
+    sampler, draws, tune, chains, target_accept = (options[k] for k in ("sampler", "draws", "tune", "chains", "target_accept"))
     if sampler == "auto":
         sampler = "pymc" if nutpie is None else "nutpie"
     if sampler == "nutpie":

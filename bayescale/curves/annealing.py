@@ -18,16 +18,16 @@ class AnnealingLaw(CurveFit):
     law = "annealing"
     elementwise_params = ("L0", "A", "alpha", "C")
 
-    def default_config(self) -> dict:
-        return {**super().default_config(), "lam": 0.999, "fit_lam": False}
+    def default_model_config(self) -> dict:
+        return {**super().default_model_config(), "lam": 0.999, "fit_lam": False}
 
     @property
     def law_params(self) -> tuple[str, ...]:
-        return ("L0", "A", "alpha", "C") + (("memory",) if self.config["fit_lam"] else ())
+        return ("L0", "A", "alpha", "C") + (("memory",) if self.model_config["fit_lam"] else ())
 
     @property
     def s2_scale(self) -> float:
-        return 1.0 / (1.0 - self.config["lam"])
+        return 1.0 / (1.0 - self.model_config["lam"])
 
     def law_priors(self) -> dict[str, Prior]:
         priors = {
@@ -36,18 +36,18 @@ class AnnealingLaw(CurveFit):
             "alpha": Prior("LogNormal", mu=np.log(0.5), sigma=0.5),
             "C": Prior("LogNormal", mu=np.log(0.1), sigma=1.5),
         }
-        if self.config["fit_lam"]:
+        if self.model_config["fit_lam"]:
             # memory 1/(1−λ) in steps; λ = 0.99…0.999 is 100…1000 steps
-            priors["memory"] = Prior("LogNormal", mu=np.log(1.0 / (1.0 - self.config["lam"])), sigma=1.0)
+            priors["memory"] = Prior("LogNormal", mu=np.log(1.0 / (1.0 - self.model_config["lam"])), sigma=1.0)
         return priors
 
     def extra_start(self) -> dict:
         return {"C": 0.1}
 
     def run_features(self, schedule, steps) -> dict:
-        cfg = self.config
-        u = schedule.post_warmup() / cfg["lr_scale"]
-        s1 = np.cumsum(u)[steps] / cfg["area_scale"]
+        cfg = self.model_config
+        u = schedule.post_warmup() / self.derived["lr_scale"]
+        s1 = np.cumsum(u)[steps] / self.derived["area_scale"]
         terms = AnnealingTerms.from_schedule(u, steps)
         return {"s1": s1, "s2": terms.area(cfg["lam"]) / self.s2_scale, "terms": terms}
 
@@ -64,12 +64,11 @@ class AnnealingLaw(CurveFit):
         return p["L0"] + p["A"] * feats["s1"] ** (-p["alpha"]) - p["C"] * s2
 
     def raw_params(self, p: dict) -> dict:
-        cfg = self.config
         raw = {
             "L0": p["L0"],
-            "A": p["A"] * (cfg["lr_scale"] * cfg["area_scale"]) ** p["alpha"],
+            "A": p["A"] * (self.derived["lr_scale"] * self.derived["area_scale"]) ** p["alpha"],
             "alpha": p["alpha"],
-            "C": p["C"] / (cfg["lr_scale"] * self.s2_scale),
+            "C": p["C"] / (self.derived["lr_scale"] * self.s2_scale),
         }
         if "memory" in p:
             raw["lam"] = 1.0 - 1.0 / p["memory"]
@@ -77,9 +76,8 @@ class AnnealingLaw(CurveFit):
 
     def scaled_params(self, raw: dict) -> dict:
         """Inverse of ``raw_params``: published raw-LR constants in this fit's units."""
-        cfg = self.config
         return {
             **raw,
-            "A": raw["A"] * (cfg["lr_scale"] * cfg["area_scale"]) ** (-raw["alpha"]),
-            "C": raw["C"] * cfg["lr_scale"] * self.s2_scale,
+            "A": raw["A"] * (self.derived["lr_scale"] * self.derived["area_scale"]) ** (-raw["alpha"]),
+            "C": raw["C"] * self.derived["lr_scale"] * self.s2_scale,
         }

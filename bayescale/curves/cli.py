@@ -7,7 +7,7 @@ import sys
 import time
 import warnings
 
-from bayescale.core.io import print_json
+from bayescale.core.io import add_sampler_options, print_json, sampler_options
 from bayescale.curves.data import read_curves
 from bayescale.registry import from_spec, load
 
@@ -40,13 +40,13 @@ def fit_command(args) -> int:
     if model.law != args.law:
         raise ValueError(f"spec {args.spec!r} is for law {model.law!r}, not {args.law!r}")
     curves = read_selected(args.data, args.runs, args.loss)
-    say(f"fitting the {args.law} law to {len(curves.runs)} runs of {args.data} ({args.chains} chains, "
-        f"{args.tune} tuning + {args.draws} draws each)")
+    sampler = {**model.sampler_config, **sampler_options(args)}
+    say(f"fitting the {args.law} law to {len(curves.runs)} runs of {args.data} ({sampler['chains']} chains, "
+        f"{sampler['tune']} tuning + {sampler['draws']} draws each)")
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(curves, sampler=args.sampler, draws=args.draws, tune=args.tune, chains=args.chains,
-                  seed=args.seed, progress=sys.stderr.isatty())
+        model.fit(curves, seed=args.seed, progress=sys.stderr.isatty(), **sampler_options(args))
     for w in caught:
         if issubclass(w.category, UserWarning) and "sampling problems" in str(w.message):
             say(f"WARNING: {w.message}")
@@ -75,7 +75,8 @@ def predict_command(args) -> int:
     if model.kind != "curves":
         raise ValueError(f"{args.fit}: a {model.kind} fit, not a loss-curve fit")
     curves = read_selected(args.data, args.runs)
-    pred = model.predict(curves, prob=args.prob, warmup_steps=args.warmup_steps, min_step=args.min_step)
+    pred = model.predict(curves, prob=args.prob, kind="observation", warmup_steps=args.warmup_steps,
+                         min_step=args.min_step)
     pred.to_csv(args.out, index=False)
     say(f"wrote {len(pred)} predictions for {pred['run'].nunique()} runs to {args.out}")
     return 0
@@ -94,10 +95,7 @@ def register(sub) -> None:
     fit.add_argument("--loss", choices=("val", "train"), default="val", help="tracker exports: which loss")
     fit.add_argument("--drop-nonfinite", action="store_true", help="leave out NaN/inf losses instead of failing")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--draws", type=int, default=1000)
-    fit.add_argument("--tune", type=int, default=1000)
-    fit.add_argument("--chains", type=int, default=4)
-    fit.add_argument("--sampler", choices=("auto", "nutpie", "pymc"), default="auto")
+    add_sampler_options(fit)
     fit.set_defaults(run=fit_command)
 
     predict = curves_sub.add_parser("predict", help="predict curves with bands for any schedule")

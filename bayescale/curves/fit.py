@@ -11,7 +11,7 @@ effects put that misfit into the model: τ measures how much the schedules disag
 the constants, and a prediction for any schedule is a new run, drawn with fresh z. Bands
 from σ and the parameter uncertainty alone cover far too little of held-out curves.
 
-ν is fixed at 4 (``nu: null`` estimates it): estimated on a few smooth curves it
+ν is fixed at 4 by default (model setting ``nu: null`` estimates it): estimated on a few smooth curves it
 collapses below 1 (multi-power law, 25M split: ν 0.89, σ 1e-4 at the mode), fitting some
 points exactly and calling the rest outliers. ``noise: "huber"`` puts Huber's density in
 place of the Student-t (``bayescale.core.noise``): the authors' fitting loss as a
@@ -29,8 +29,13 @@ The run deviations τ·z_r are sampled centred (as one variable) when the curves
 pin each run's deviation, and non-centred (z_r itself) when they are noisy, as per-step
 training loss is: each form makes a funnel in the other case. ``run_effects_centred: null``
 decides from the point fit's residual scale (centred below ``NOISY_CURVES``) and, if that
-fit diverges, samples once more with the form switched for the effects at fault; a dict
-``{effect: bool}`` sets the form per effect.
+fit diverges, samples once more with the form switched for the effects at fault (the form
+chosen is derived state, ``derived["run_effects_centred"]``); a bool, or a dict
+``{effect: bool}``, sets the form per effect.
+
+Derived from the data and stored with the fit: ``lr_scale`` (the largest peak LR),
+``area_scale`` (the largest area S1), the runs' ``schedule_specs`` and, for ``noise:
+"auto"``, ``noise_chosen`` (the family and why).
 """
 
 from __future__ import annotations
@@ -40,11 +45,13 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 from pymc_extras.prior import Prior
+from scipy import stats
 from scipy.optimize import minimize
-from scipy.special import gammaln, logsumexp
+from scipy.special import logsumexp
 
+from bayescale.core import summaries
 from bayescale.core.errors import DataError
-from bayescale.core.fit import BayesianFit
+from bayescale.core.fit import BayesianFit, check_kind
 from bayescale.core.noise import (
     huber_logp,
     huber_logpdf,
@@ -64,6 +71,7 @@ NOISY_CURVES = 3e-3  # robust residual s.d. of log loss; validation curves 6e-4�
 
 class CurveFit(BayesianFit):
     kind = "curves"
+    sampler_defaults = {"target_accept": 0.95}
     law_params: tuple[str, ...] = ()
     # constants that enter the law elementwise, so that they may vary by run
     elementwise_params: tuple[str, ...] = ("L0", "A", "alpha")
@@ -86,10 +94,10 @@ class CurveFit(BayesianFit):
 
     def first_area(self, schedule) -> float:
         """S1 (in η/η_peak · steps) after the whole of ``schedule``; sets the area scale."""
-        return float(np.sum(schedule.post_warmup())) / self.config["lr_scale"]
+        return float(np.sum(schedule.post_warmup())) / self.derived["lr_scale"]
 
-    # --- config and priors ----------------------------------------------------------------
-    def default_config(self) -> dict:
+    # --- settings and priors --------------------------------------------------------------
+    def default_model_config(self) -> dict:
         return {
             "warmup_steps": 0,
             "min_step": 0,
@@ -98,16 +106,12 @@ class CurveFit(BayesianFit):
             "nu": 4.0,
             "run_effects": {"L0": 0.005, "alpha": 0.05},
             "run_effects_centred": None,
-            "target_accept": 0.95,
             "nonfinite": "error",
-            "schedule_specs": {},
-            "lr_scale": None,
-            "area_scale": None,
         }
 
     def default_priors(self) -> dict[str, Prior]:
         priors = {**self.law_priors(), "sigma": Prior("HalfNormal", sigma=0.02)}
-        if self.student_t and self.config["nu"] is None:
+        if self.student_t and self.model_config["nu"] is None:
             priors["nu"] = Prior("Gamma", alpha=2.0, beta=0.1)
         for name, scale in self.run_effects.items():
             # boundary-avoiding (Gamma with shape 2, mean ``scale``): with a handful of runs a
@@ -119,7 +123,7 @@ class CurveFit(BayesianFit):
     def run_effects(self) -> dict:
         """Run effects in use: none with fewer than three runs, where a spread across runs
         has at most one degree of freedom and its prior alone would set the bands."""
-        effects = self.config["run_effects"]
+        effects = self.model_config["run_effects"]
         bad = [name for name in effects if name not in self.elementwise_params]
         if bad:
             raise ValueError(f"{self.law}: run effects are possible on {self.elementwise_params}, not {bad}")
@@ -139,11 +143,11 @@ class CurveFit(BayesianFit):
 
     # --- data -----------------------------------------------------------------------------
     def prepare(self, data) -> None:
-        cfg = self.config
+        cfg = self.model_config
         if isinstance(data, pd.DataFrame):
-            data = Curves.from_frame(data, cfg["schedule_specs"])
+            data = Curves.from_frame(data, self.derived.get("schedule_specs", {}))
         curves = clean(data, nonfinite=cfg["nonfinite"])
-        cfg["schedule_specs"] = dict(curves.specs)
+        self.derived["schedule_specs"] = dict(curves.specs)
         self.curves = curves
         self.data = curves.table.reset_index(drop=True)
         self.notes = list(curves.notes)
@@ -161,18 +165,18 @@ class CurveFit(BayesianFit):
         self._point_start = None
         self.centring_was_automatic = False
         self.schedules = {run: curves.schedule(run, cfg["warmup_steps"]) for run in curves.runs}
-        if cfg["lr_scale"] is None:
-            cfg["lr_scale"] = max(s.peak for s in self.schedules.values())
-            cfg["area_scale"] = max(self.first_area(s) for s in self.schedules.values())
+        if "lr_scale" not in self.derived:  # reference scales, once set, stay (refits on parts of the data share them)
+            self.derived["lr_scale"] = max(s.peak for s in self.schedules.values())
+            self.derived["area_scale"] = max(self.first_area(s) for s in self.schedules.values())
         self.y = np.log(self.obs["loss"].to_numpy())
         self.feats = self.features(self.obs, self.schedules)
-        if cfg["noise"] == "auto" and "noise_chosen" not in cfg:
+        if cfg["noise"] == "auto" and "noise_chosen" not in self.derived:
             if cfg["nu"] is None:
-                cfg["noise_chosen"] = {"noise": "student_t", "reason": "nu is estimated, so the noise is the Student-t"}
+                self.derived["noise_chosen"] = {"noise": "student_t", "reason": "nu is estimated, so the noise is the Student-t"}
             else:
-                cfg["noise_chosen"] = self.choose_noise()
+                self.derived["noise_chosen"] = self.choose_noise()
         if cfg["noise"] == "auto":
-            self.notes.append(f"noise: {self.noise} (chosen from the data: {cfg['noise_chosen']['reason']})")
+            self.notes.append(f"noise: {self.noise} (chosen from the data: {self.derived['noise_chosen']['reason']})")
         if cfg["run_effects"] and not self.run_effects:
             self.notes.append(
                 f"{len(self.schedules)} runs: no run effects (they need {MIN_RUNS_FOR_EFFECTS}); shared constants, and "
@@ -182,7 +186,7 @@ class CurveFit(BayesianFit):
     def _thin(self, run: str, rows: pd.DataFrame) -> pd.DataFrame:
         """Curves logged at every step: average log loss over consecutive equal-count bins
         so that a run keeps at most ``max_points_per_run`` points."""
-        limit = self.config["max_points_per_run"]
+        limit = self.model_config["max_points_per_run"]
         rows = rows[["run", "step", "loss"]].assign(n_averaged=1)
         if len(rows) <= limit:
             return rows
@@ -217,8 +221,8 @@ class CurveFit(BayesianFit):
     def build_model(self) -> pm.Model:
         runs = list(dict.fromkeys(self.obs["run"]))
         coords = {"point": np.arange(len(self.obs)), "run": runs}
-        if self.run_effects and self.config["run_effects_centred"] is None:
-            self.config["run_effects_centred"] = bool(self.point_start()["sigma"] < NOISY_CURVES)
+        if self.run_effects and self.model_config["run_effects_centred"] is None and "run_effects_centred" not in self.derived:
+            self.derived["run_effects_centred"] = bool(self.point_start()["sigma"] < NOISY_CURVES)
             self.centring_was_automatic = True
         with pm.Model(coords=coords) as model:
             p = {name: self.priors[name].create_variable(name) for name in self.law_priors()}
@@ -235,7 +239,7 @@ class CurveFit(BayesianFit):
             sigma = self.priors["sigma"].create_variable("sigma")
             mu = pt.log(self.law_mean(self.feats, p, xp=pt))
             if self.student_t:
-                nu = self.priors["nu"].create_variable("nu") if "nu" in self.priors else self.config["nu"]
+                nu = self.priors["nu"].create_variable("nu") if "nu" in self.priors else self.model_config["nu"]
                 pm.StudentT("log_loss", nu=nu, mu=mu, sigma=sigma, observed=self.y, dims="point")
             else:
                 pm.CustomDist("log_loss", mu, sigma, logp=huber_logp, random=huber_random, observed=self.y, dims="point")
@@ -243,13 +247,14 @@ class CurveFit(BayesianFit):
 
     @property
     def noise(self) -> str:
-        """The noise family in use: the config's, or for ``auto`` the one ``choose_noise``
-        picked when the data were prepared (the Student-t until then)."""
-        noise = self.config["noise"]
+        """The noise family in use: the model setting's, or for ``auto`` the one
+        ``choose_noise`` picked when the data were prepared (derived state; the Student-t
+        until then)."""
+        noise = self.model_config["noise"]
         if noise not in NOISE_FAMILIES:
             raise ValueError(f"{self.law}: noise must be one of {NOISE_FAMILIES}, not {noise!r}")
         if noise == "auto":
-            return self.config.get("noise_chosen", {}).get("noise", "student_t")
+            return self.derived.get("noise_chosen", {}).get("noise", "student_t")
         return noise
 
     @property
@@ -265,7 +270,7 @@ class CurveFit(BayesianFit):
         names = self.law_params
         positive = [name != "L0" for name in names]
         start = self.point_start()
-        nu = self.config["nu"]
+        nu = self.model_config["nu"]
 
         def curve(x):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -277,7 +282,7 @@ class CurveFit(BayesianFit):
             if mu is None:
                 return 1e10
             z = (self.y - mu) / np.exp(x[-1])
-            return float(np.sum(x[-1] + (nu + 1) / 2 * np.log1p(z**2 / nu)))
+            return float(z.size * x[-1] - np.sum(stats.t.logpdf(z, df=nu)))
 
         optima = []
         for point in [start, *self.start_points()]:
@@ -296,7 +301,9 @@ class CurveFit(BayesianFit):
             f"the Student-t (nu {nu:g}) likelihood has one mode (no other within {BIMODAL_GAP:g} nats)")}
 
     def centred(self, name: str) -> bool:
-        choice = self.config["run_effects_centred"]
+        choice = self.model_config["run_effects_centred"]
+        if choice is None:
+            choice = self.derived["run_effects_centred"]
         return bool(choice[name] if isinstance(choice, dict) else choice)
 
     def reparametrisation(self, idata) -> dict | None:
@@ -385,8 +392,8 @@ class CurveFit(BayesianFit):
         return values
 
     def degrees_of_freedom(self, p: dict):
-        """ν of the Student-t noise: fixed in the config, or one per draw as a column."""
-        return p["nu"][:, None] if "nu" in p else self.config["nu"]
+        """ν of the Student-t noise: fixed in the model settings, or one per draw as a column."""
+        return p["nu"][:, None] if "nu" in p else self.model_config["nu"]
 
     def noise_draws(self, p: dict, n_points: int, rng) -> np.ndarray:
         """Noise on log loss, (draws, points), for the draws ``p``."""
@@ -399,9 +406,7 @@ class CurveFit(BayesianFit):
         sigma = p["sigma"][:, None]
         if not self.student_t:
             return huber_logpdf(z, sigma)
-        nu = self.degrees_of_freedom(p)
-        return (gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
-                - np.log(sigma) - (nu + 1) / 2 * np.log1p(z**2 / nu))
+        return stats.t.logpdf(z, df=self.degrees_of_freedom(p)) - np.log(sigma)
 
     def law_curves(self, feats: dict, p: dict, rng=None) -> np.ndarray:
         """The law for every draw, (draws, points): at the population constants, or, given
@@ -415,49 +420,39 @@ class CurveFit(BayesianFit):
                 columns[name] = columns[name] * np.exp(p[f"{name}_run_sd"][:, None] * z)
         return np.broadcast_to(self.law_mean(feats, columns, xp=np), (n_draws, len(feats["run_index"])))
 
-    def params_table(self) -> pd.DataFrame:
-        """Posterior mean, sd and 90% interval of each law constant in raw-LR units."""
+    def params_table(self, prob: float = 0.9) -> pd.DataFrame:
+        """Posterior mean, sd and central ``prob`` interval of each law constant in raw-LR units."""
         raw = self.raw_params({k: self.draws(k) for k in self.law_params})
-        rows = {
-            name: {"mean": v.mean(), "sd": v.std(), "q05": np.quantile(v, 0.05), "q95": np.quantile(v, 0.95)}
-            for name, v in raw.items()
-        }
-        return pd.DataFrame(rows).T
+        return summaries.table(raw, prob).assign(sd=[np.std(v) for v in raw.values()])[["mean", "sd", "lower", "upper"]]
 
     def prediction_points(self, data, warmup_steps: int | None = None, min_step: int | None = None):
         """Rows of ``data`` to predict (at or after min_step) and their schedules."""
         curves = data if isinstance(data, Curves) else Curves.from_frame(data)
         curves = clean(Curves(curves.table.assign(observed=False), curves.specs))
-        warmup = self.config["warmup_steps"] if warmup_steps is None else warmup_steps
-        first = self.config["min_step"] if min_step is None else min_step
+        warmup = self.model_config["warmup_steps"] if warmup_steps is None else warmup_steps
+        first = self.model_config["min_step"] if min_step is None else min_step
         schedules = {run: curves.schedule(run, warmup) for run in curves.runs}
         points = curves.table[curves.table["step"] >= max(first, 1)].reset_index(drop=True)
         return points, schedules
 
-    def predict(self, data, prob: float = 0.9, warmup_steps: int | None = None, min_step: int | None = None,
-                seed: int = 0, max_draws: int = 1000) -> pd.DataFrame:
-        """Posterior mean of the law and a ``prob`` predictive band at every row of
-        ``data`` (Curves, or a table with run, step, lr and optionally loss). Each run is
-        treated as a new run of its schedule."""
-        if not 0 < prob < 1:
-            raise ValueError(f"prob must be in (0, 1), got {prob}")
+    def predict(self, data, prob: float = 0.9, kind: str = "mean", warmup_steps: int | None = None,
+                min_step: int | None = None, seed: int = 0, max_draws: int = 1000) -> pd.DataFrame:
+        """Every row of ``data`` (Curves, or a table with run, step, lr and optionally loss)
+        at or after ``min_step``: run, step, lr, loss, then ``mean``, the posterior mean of
+        the law for the average run (the population constants), and the central ``prob``
+        interval of a new run of that schedule (fresh run effects), with the noise for
+        ``kind="observation"``: the band a measured curve should fall in."""
+        summaries.check_prob(prob)
+        check_kind(kind)
         points, schedules = self.prediction_points(data, warmup_steps, min_step)
         feats = self.features(points, schedules)
         p = self.posterior_params(max_draws, seed)
         rng = np.random.default_rng(seed)
-        sample = self.law_curves(feats, p, rng) * np.exp(self.noise_draws(p, len(points), rng))
-        tail = (1.0 - prob) / 2.0
-        return pd.DataFrame(
-            {
-                "run": points["run"].to_numpy(),
-                "step": points["step"].to_numpy(),
-                "lr": points["lr"].to_numpy(),
-                "loss": points["loss"].to_numpy(dtype=float),
-                "mean": self.law_curves(feats, p).mean(axis=0),
-                "lower": np.quantile(sample, tail, axis=0),
-                "upper": np.quantile(sample, 1.0 - tail, axis=0),
-            }
-        )
+        sample = self.law_curves(feats, p, rng)
+        if kind == "observation":
+            sample = sample * np.exp(self.noise_draws(p, len(points), rng))
+        rows = points[["run", "step", "lr", "loss"]].astype({"loss": float})
+        return summaries.predictions(rows, sample, prob, mean=self.law_curves(feats, p).mean(axis=0))
 
     def held_out_log_density(self, points: pd.DataFrame, schedules: dict, seed: int = 0) -> np.ndarray:
         """log p(all observed losses of a run | training data) for each run of ``points``,

@@ -28,9 +28,11 @@ class MultiPowerLaw(CurveFit):
     law = "multipower"
     law_params = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 
-    def default_config(self) -> dict:
-        # 0.98: at 0.95 the 100M split diverged twice (R-hat 1.02); at 0.98 both splits are clean
-        return {**super().default_config(), "max_group": 64, "decay_lr_ref": 0.15, "target_accept": 0.98}
+    # 0.98: at 0.95 the 100M split diverged twice (R-hat 1.02); at 0.98 both splits are clean
+    sampler_defaults = {"target_accept": 0.98}
+
+    def default_model_config(self) -> dict:
+        return {**super().default_model_config(), "max_group": 64, "decay_lr_ref": 0.15}
 
     def law_priors(self) -> dict[str, Prior]:
         return {
@@ -50,16 +52,16 @@ class MultiPowerLaw(CurveFit):
         return {"B": 0.1, "C": 0.35, "beta": 0.6, "gamma": 0.6}
 
     def first_area(self, schedule) -> float:
-        return float(np.sum(schedule.lr)) / self.config["lr_scale"]
+        return float(np.sum(schedule.lr)) / self.derived["lr_scale"]
 
     def run_features(self, schedule, steps) -> dict:
-        cfg = self.config
-        s1 = np.cumsum(schedule.lr / cfg["lr_scale"])[steps] / cfg["area_scale"]
-        u = np.maximum(schedule.lr / cfg["lr_scale"], LR_FLOOR)
+        cfg = self.model_config
+        s1 = np.cumsum(schedule.lr / self.derived["lr_scale"])[steps] / self.derived["area_scale"]
+        u = np.maximum(schedule.lr / self.derived["lr_scale"], LR_FLOOR)
         return {"s1": s1, "decay": DecayTerms.from_schedule(u, steps, cfg["max_group"])}
 
     def law_mean(self, feats, p, xp=np):
-        c = p["C"] * self.config["decay_lr_ref"] ** p["gamma"]  # C at u = 1
+        c = p["C"] * self.model_config["decay_lr_ref"] ** p["gamma"]  # C at u = 1
         if xp is np:
             decay = np.concatenate(
                 [d.loss_drop_draws(p["B"], c, p["beta"], p["gamma"]) for d in feats["decay"]], axis=-1
@@ -69,11 +71,11 @@ class MultiPowerLaw(CurveFit):
         return p["L0"] + p["A"] * feats["s1"] ** (-p["alpha"]) - decay
 
     def raw_params(self, p: dict) -> dict:
-        cfg = self.config
-        peak = cfg["lr_scale"]
+        cfg = self.model_config
+        peak = self.derived["lr_scale"]
         return {
             "L0": p["L0"],
-            "A": p["A"] * (peak * cfg["area_scale"]) ** p["alpha"],
+            "A": p["A"] * (peak * self.derived["area_scale"]) ** p["alpha"],
             "alpha": p["alpha"],
             "B": p["B"] / peak,
             "C": p["C"] * cfg["decay_lr_ref"] ** p["gamma"] * peak ** (p["gamma"] - 1.0),
@@ -83,11 +85,11 @@ class MultiPowerLaw(CurveFit):
 
     def scaled_params(self, raw: dict) -> dict:
         """Inverse of ``raw_params``: published raw-LR constants in this fit's units."""
-        cfg = self.config
-        peak = cfg["lr_scale"]
+        cfg = self.model_config
+        peak = self.derived["lr_scale"]
         return {
             **raw,
-            "A": raw["A"] * (peak * cfg["area_scale"]) ** (-raw["alpha"]),
+            "A": raw["A"] * (peak * self.derived["area_scale"]) ** (-raw["alpha"]),
             "B": raw["B"] * peak,
             "C": raw["C"] * peak ** (1.0 - raw["gamma"]) * cfg["decay_lr_ref"] ** (-raw["gamma"]),
         }

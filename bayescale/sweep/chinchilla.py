@@ -16,8 +16,9 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc_extras.prior import Prior
 
+from bayescale.core import summaries
 from bayescale.core.errors import DataError
-from bayescale.core.fit import BayesianFit
+from bayescale.core.fit import BayesianFit, check_kind
 from bayescale.core.io import read_csv, where
 
 N_REF = 1e9
@@ -30,23 +31,23 @@ def loss(N, D, E, A, B, alpha, beta):
     return E + A / np.power(N, alpha) + B / np.power(D, beta)
 
 
-def scaled_loss(N, D, E, a, b, alpha, beta, math=np):
-    """The same law with N/N_REF and D/D_REF; ``math`` is numpy or pymc.math."""
-    return E + a * math.exp(-alpha * math.log(N / N_REF)) + b * math.exp(-beta * math.log(D / D_REF))
+def scaled_loss(N, D, E, a, b, alpha, beta, xp=np):
+    """The same law with N/N_REF and D/D_REF; ``xp`` is numpy or pymc.math."""
+    return E + a * xp.exp(-alpha * xp.log(N / N_REF)) + b * xp.exp(-beta * xp.log(D / D_REF))
 
 
-def box_cox(x, k, math=np):
+def box_cox(x, k, xp=np):
     """(1 − x^(−k)) / k: ln x as k → 0; the loss law's shape in N or D around the reference."""
-    expm1 = np.expm1 if math is np else pt.expm1
+    expm1 = np.expm1 if xp is np else pt.expm1
     return -expm1(-k * np.log(x)) / k
 
 
-def local_loss(N, D, N_ref, D_ref, L_ref, s_N, s_D, alpha, beta, math=np):
+def local_loss(N, D, N_ref, D_ref, L_ref, s_N, s_D, alpha, beta, xp=np):
     """The same law written around a reference point: L_ref is the loss at (N_ref, D_ref) and
     s_N, s_D the slopes −dL/d ln N, −dL/d ln D there. On a narrow grid these are what the data
     fix, nearly independently of the exponents, which makes the posterior easy to sample.
     E = L_ref − s_N/α − s_D/β, A = (s_N/α) N_ref^α, B = (s_D/β) D_ref^β."""
-    return L_ref - s_N * box_cox(N / N_ref, alpha, math) - s_D * box_cox(D / D_ref, beta, math)
+    return L_ref - s_N * box_cox(N / N_ref, alpha, xp) - s_D * box_cox(D / D_ref, beta, xp)
 
 
 def raw_from_local(N_ref, D_ref, L_ref, s_N, s_D, alpha, beta):
@@ -97,9 +98,7 @@ class ChinchillaFit(BayesianFit):
     kind = "loss"
     law = "chinchilla"
 
-    def default_config(self):
-        # the E–A–α ridge gives a few divergences at the default step size
-        return {"target_accept": 0.95}
+    sampler_defaults = {"target_accept": 0.95}  # the E–A–α ridge gives a few divergences at 0.8
 
     def default_priors(self):
         return {
@@ -127,7 +126,7 @@ class ChinchillaFit(BayesianFit):
         D = self.data["D"].to_numpy()
         with pm.Model(coords={"point": np.arange(len(N))}) as model:
             p = {name: self.priors[name].create_variable(name) for name in PARAMS + ["sigma", "nu"]}
-            mean = scaled_loss(N, D, p["E"], p["a"], p["b"], p["alpha"], p["beta"], math=pm.math)
+            mean = scaled_loss(N, D, p["E"], p["a"], p["b"], p["alpha"], p["beta"], xp=pm.math)
             pm.StudentT(
                 "log_loss", nu=p["nu"], mu=pm.math.log(mean), sigma=p["sigma"],
                 observed=np.log(self.data["loss"].to_numpy()), dims="point",
@@ -137,17 +136,25 @@ class ChinchillaFit(BayesianFit):
             pm.Deterministic("B", B)
         return model
 
-    def parameters(self, prob: float = 0.95) -> pd.DataFrame:
-        """Centre (posterior median) and central ``prob`` interval of E, A, B, α, β in raw units."""
-        rows = []
-        for name in ("E", "A", "B", "alpha", "beta"):
-            x = self.draws(name)
-            lo, mid, hi = np.quantile(x, [(1 - prob) / 2, 0.5, (1 + prob) / 2])
-            rows.append({"parameter": name, "median": mid, "mean": x.mean(), "lower": lo, "upper": hi})
-        return pd.DataFrame(rows)
+    def parameters(self, prob: float = 0.9) -> pd.DataFrame:
+        """Posterior mean, median and central ``prob`` interval of E, A, B, α, β in raw units."""
+        table = summaries.table({name: self.draws(name) for name in ("E", "A", "B", "alpha", "beta")}, prob, median=True)
+        return table.rename_axis("parameter").reset_index()
 
-    def predict(self, N, D) -> np.ndarray:
-        """Posterior draws of the mean loss, shape (draws, points)."""
-        N, D = np.broadcast_arrays(np.asarray(N, float), np.asarray(D, float))
+    def predict(self, data, prob: float = 0.9, kind: str = "mean", seed: int = 0) -> pd.DataFrame:
+        """The rows of ``data`` (N, D) with the posterior mean and central ``prob`` interval
+        of the law's loss, or (``kind="observation"``) of a measured loss."""
+        summaries.check_prob(prob)
+        rows = pd.DataFrame(data)[["N", "D"]].astype(float).reset_index(drop=True)
+        return summaries.predictions(rows, self.predict_draws(rows, check_kind(kind) == "observation", seed), prob)
+
+    def predict_draws(self, data, observed: bool = False, seed: int = 0) -> np.ndarray:
+        """Draws (draws, rows) of the law's loss at the rows (N, D) of ``data``; with
+        ``observed`` the Student-t noise on log loss is added."""
+        rows = pd.DataFrame(data)
         p = {k: self.draws(k)[:, None] for k in PARAMS}
-        return scaled_loss(N.ravel()[None], D.ravel()[None], **p)
+        draws = scaled_loss(rows["N"].to_numpy(float)[None], rows["D"].to_numpy(float)[None], **p)
+        if observed:
+            t = np.random.default_rng(seed).standard_t(self.draws("nu")[:, None], size=draws.shape)
+            draws = draws * np.exp(self.draws("sigma")[:, None] * t)
+        return draws

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bayescale.core.io import print_json
+from bayescale.core.io import add_sampler_options, print_json, sampler_options
 from bayescale.registry import from_spec, load
 from bayescale.sweep.convexity import convexity_check
 
@@ -18,9 +18,7 @@ def register(subparsers) -> None:
     fit.add_argument("--out", required=True, help="where to save the fit (.nc)")
     fit.add_argument("--seed", type=int, default=None)
     fit.add_argument("--spec", default="sweep", help="model spec name or JSON path (default: sweep)")
-    fit.add_argument("--draws", type=int, default=500)
-    fit.add_argument("--tune", type=int, default=500)
-    fit.add_argument("--chains", type=int, default=4)
+    add_sampler_options(fit)
     fit.set_defaults(run=run_fit)
 
     optimum = sub.add_parser("optimum", help="η*, B*, L* at a model size and token count")
@@ -47,7 +45,7 @@ def _load(path):
 
 def run_fit(args) -> int:
     model = from_spec(args.spec)
-    model.fit(args.data, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, progress=sys.stderr.isatty())
+    model.fit(args.data, seed=args.seed, progress=sys.stderr.isatty(), **sampler_options(args))
     model.save(args.out)
     report = model.fit_report
     print_json(

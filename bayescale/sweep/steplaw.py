@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayescale.core import summaries
 from bayescale.sweep.data import near_optimal
 
 PUBLISHED = {"lr": (1.79, -0.713, 0.307), "batch_tokens": (0.58, 0.571)}
@@ -27,13 +28,11 @@ class StepLawFit:
     bs_coef: np.ndarray  # (1 + n_boot, 2): intercept, ln D
 
     def predict(self, N, D, prob: float = 0.9) -> pd.DataFrame:
-        q = [(1 - prob) / 2, (1 + prob) / 2]
+        """η* and B* at (N, D): the fit to all runs (``mean``) and the bootstrap's central
+        ``prob`` interval."""
         lr = np.exp(self.lr_coef @ np.array([1.0, np.log(N), np.log(D)]))
         bs = np.exp(self.bs_coef @ np.array([1.0, np.log(D)]))
-        return pd.DataFrame(
-            {name: {"mean": x[0], "lower": np.quantile(x[1:], q[0]), "upper": np.quantile(x[1:], q[1])}
-             for name, x in (("lr", lr), ("batch_tokens", bs))}
-        ).T
+        return summaries.table({"lr": lr[1:], "batch_tokens": bs[1:]}, prob).assign(mean=[lr[0], bs[0]])
 
 
 def fit_steplaw(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0, tolerance: float = 0.0025) -> StepLawFit:

@@ -42,8 +42,9 @@ import pymc as pm
 import pytensor.tensor as pt
 from pymc_extras.prior import Prior
 
+from bayescale.core import summaries
 from bayescale.core.errors import DataError
-from bayescale.core.fit import BayesianFit
+from bayescale.core.fit import BayesianFit, check_kind
 from bayescale.sweep import chinchilla
 from bayescale.sweep.data import near_optimal_centres, read_sweep
 
@@ -57,10 +58,10 @@ LINEAR_PARAMS = {"lr": ["lr0", "lr_N", "lr_D"], "bs": ["bs0", "bs_N", "bs_D"], "
 SCATTER = {"lr": "sigma_lr", "bs": "sigma_bs", "L": "sigma_L"}
 
 
-def linex(u, k, math=np):
+def linex(u, k, xp=np):
     """(e^{k u} − 1 − k u) / k²: convex, minimum 0 at u = 0, u²/2 as k → 0.
     Written as u² φ(k u) with a series for small k u, so k = 0 is exact and gradients finite."""
-    lib = np if math is np else pt
+    lib = np if xp is np else pt
     z = k * u
     small = lib.abs(z) < 1e-3
     z_safe = lib.where(small, 1.0, z)
@@ -68,19 +69,28 @@ def linex(u, k, math=np):
     return u * u * phi
 
 
-def surface_loss(lr, bs, log_lr_opt, log_bs_opt, loss_opt, a_lr, k_lr, a_bs, k_bs, gamma, bend=0.0, math=np):
+def surface_loss(lr, bs, log_lr_opt, log_bs_opt, loss_opt, a_lr, k_lr, a_bs, k_bs, gamma, bend=0.0, xp=np):
     """Mean loss at (lr, bs) of a cell whose optimum is (exp log_lr_opt, exp log_bs_opt, loss_opt)."""
-    y = math.log(bs) - log_bs_opt
-    u = math.log(lr) - log_lr_opt - (gamma + bend * y) * y
-    return loss_opt + a_lr * linex(u, k_lr, math) + a_bs * linex(y, k_bs, math)
+    y = xp.log(bs) - log_bs_opt
+    u = xp.log(lr) - log_lr_opt - (gamma + bend * y) * y
+    return loss_opt + a_lr * linex(u, k_lr, xp) + a_bs * linex(y, k_bs, xp)
 
 
 class SurfaceFit(BayesianFit):
     kind = "sweep"
     law = "surface"
+    sampler_defaults = {"draws": 500, "tune": 500, "target_accept": 0.95}
 
-    def default_config(self):
-        return {"divergence_ratio": 1.5, "min_runs_per_cell": 5, "seq_len": 2048, "window": 0.01, "target_accept": 0.95}
+    def default_model_config(self):
+        return {"divergence_ratio": 1.5, "min_runs_per_cell": 5, "seq_len": 2048, "window": 0.01}
+
+    @property
+    def N_ref(self) -> float:
+        return self.derived["N_ref"]
+
+    @property
+    def D_ref(self) -> float:
+        return self.derived["D_ref"]
 
     def default_priors(self):
         return {
@@ -129,9 +139,9 @@ class SurfaceFit(BayesianFit):
 
     # --- data ------------------------------------------------------------------------------
     def prepare(self, data):
-        sweep = read_sweep(
-            data, divergence_ratio=self.config["divergence_ratio"], min_runs_per_cell=self.config["min_runs_per_cell"]
-        )
+        cfg = self.model_config
+        sweep = read_sweep(data, seq_len=cfg["seq_len"], divergence_ratio=cfg["divergence_ratio"],
+                           min_runs_per_cell=cfg["min_runs_per_cell"])
         self.sweep = sweep
         self.data = sweep.table
         cells = sweep.cells
@@ -139,11 +149,12 @@ class SurfaceFit(BayesianFit):
         self.cell_index = (
             self.data[["N", "D"]].merge(cells[["N", "D"]].reset_index(), on=["N", "D"], how="left")["index"].to_numpy()
         )
-        self.N_ref = float(np.exp(np.log(cells["N"]).mean()))
-        self.D_ref = float(np.exp(np.log(cells["D"]).mean()))
+        # reference point of the laws (derived: the grid's geometric centre)
+        self.derived["N_ref"] = float(np.exp(np.log(cells["N"]).mean()))
+        self.derived["D_ref"] = float(np.exp(np.log(cells["D"]).mean()))
 
-    def loss_law(self, N, D, p, math=np):
-        return chinchilla.local_loss(N, D, self.N_ref, self.D_ref, *(p[k] for k in LOSS_LAW_PARAMS), math=math)
+    def loss_law(self, N, D, p, xp=np):
+        return chinchilla.local_loss(N, D, self.N_ref, self.D_ref, *(p[k] for k in LOSS_LAW_PARAMS), xp=xp)
 
     def law_features(self, N, D):
         return np.log(np.asarray(N, float) / self.N_ref), np.log(np.asarray(D, float) / self.D_ref)
@@ -152,7 +163,7 @@ class SurfaceFit(BayesianFit):
     def censoring_level(self) -> np.ndarray:
         """Per run, the loss above which it is censored: ``window`` above its cell's best."""
         best = self.cells["best_loss"].to_numpy()[self.cell_index]
-        return best * (1 + self.config["window"])
+        return best * (1 + self.model_config["window"])
 
     def censored(self) -> np.ndarray:
         """Runs that enter as P(loss > level): diverged or above the window."""
@@ -164,7 +175,7 @@ class SurfaceFit(BayesianFit):
         diverged = self.data["diverged"].to_numpy()
         above = self.censored() & ~diverged
         return {**self.sweep.rule_counts, "censored_diverged": int(diverged.sum()),
-                f"censored_above_{self.config['window']:g}_window": int(above.sum())}
+                f"censored_above_{self.model_config['window']:g}_window": int(above.sum())}
 
     def build_model(self):
         table, cells = self.data, self.cells
@@ -179,7 +190,7 @@ class SurfaceFit(BayesianFit):
             log_bs_opt = self._cell_terms("log_bs_opt", "bs", p, np.log(centres["batch_tokens"].to_numpy()), 0.1)
             loss_opt = self._cell_terms("loss_opt", "L", p, centres["best_loss"].to_numpy(), 0.01)
             shape = {k: p[k] for k in SHAPE_PARAMS}
-            mean = surface_loss(lr, bs, log_lr_opt[idx], log_bs_opt[idx], loss_opt[idx], **shape, math=pm.math)
+            mean = surface_loss(lr, bs, log_lr_opt[idx], log_bs_opt[idx], loss_opt[idx], **shape, xp=pm.math)
             noise = pm.Logistic.dist(mu=mean, s=p["sigma"])
             pm.Censored("loss", noise, lower=None, upper=level, observed=observed, dims="run")
         return model
@@ -188,15 +199,15 @@ class SurfaceFit(BayesianFit):
         integrated = {name for names in LINEAR_PARAMS.values() for name in names}
         return [name for name in self.default_priors() if name not in integrated]
 
-    def design(self, term: str, N, D, p: dict, math=np):
+    def design(self, term: str, N, D, p: dict, xp=np):
         """The law of ``term`` ("lr", "bs", "L") as design @ its linear constants: columns
         (cells or points, 3), given the exponents in ``p`` for the loss law."""
         n, d = self.law_features(N, D)
         if term != "L":
             return np.column_stack([np.ones_like(n), n, d])
-        lib = np if math is np else pt
-        columns = [lib.ones_like(n * p["alpha"]), -chinchilla.box_cox(np.asarray(N) / self.N_ref, p["alpha"], math),
-                   -chinchilla.box_cox(np.asarray(D) / self.D_ref, p["beta"], math)]
+        lib = np if xp is np else pt
+        columns = [lib.ones_like(n * p["alpha"]), -chinchilla.box_cox(np.asarray(N) / self.N_ref, p["alpha"], xp),
+                   -chinchilla.box_cox(np.asarray(D) / self.D_ref, p["beta"], xp)]
         return lib.stack(columns, axis=-1)
 
     def linear_prior(self, term: str) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +225,7 @@ class SurfaceFit(BayesianFit):
         (the grid's own near-optimal value) in units of ``unit``, where the sampler's initial
         jitter (±1) is a small step."""
         cells = self.cells
-        X = self.design(term, cells["N"].to_numpy(), cells["D"].to_numpy(), p, math=pm.math)
+        X = self.design(term, cells["N"].to_numpy(), cells["D"].to_numpy(), p, xp=pm.math)
         m0, s0 = self.linear_prior(term)
         scatter = p[SCATTER[term]]
         cov = (X * s0**2) @ X.T + scatter**2 * np.eye(len(cells))
@@ -246,10 +257,6 @@ class SurfaceFit(BayesianFit):
         for k, v in new.items():
             post[k] = (("chain", "draw"), v.reshape(chains, draws))
 
-    def fit(self, data, draws: int = 500, tune: int = 500, **kwargs):
-        """As ``BayesianFit.fit``, with 4 × 500 draws by default."""
-        return super().fit(data, draws=draws, tune=tune, **kwargs)
-
     def initial_point(self) -> dict:
         """The prior's centre (its intercepts sit on the grid's near-optimal runs) with a mild
         asymmetry (k = 0.5): close enough for the sampler, and no optimiser run per fit."""
@@ -273,8 +280,7 @@ class SurfaceFit(BayesianFit):
 
     def optimum(self, N, D, prob: float = 0.9, seed: int | None = 0) -> pd.DataFrame:
         """η*, B*, L* at (N, D): posterior mean and central ``prob`` interval, one row each."""
-        draws = self.optimum_draws(N, D, seed)
-        return summarise(draws, prob)
+        return summaries.table(self.optimum_draws(N, D, seed), prob)
 
     def centre_scatter(self) -> np.ndarray:
         """Per draw, the scatter (ln units, shape (draws, 2): LR, batch) of the fitted cells'
@@ -295,7 +301,7 @@ class SurfaceFit(BayesianFit):
 
     def centre(self, N, D, prob: float = 0.9, seed: int | None = 0) -> pd.DataFrame:
         """The near-optimal centre a sweep at (N, D) would measure: mean and central ``prob`` interval."""
-        return summarise(self.centre_draws(N, D, seed), prob)
+        return summaries.table(self.centre_draws(N, D, seed), prob)
 
     def predict_loss_draws(self, N, D, lr, batch_tokens, seed: int | None = 0) -> np.ndarray:
         """Draws of the mean loss of a run at (N, D, lr, batch_tokens) in a new cell."""
@@ -306,23 +312,32 @@ class SurfaceFit(BayesianFit):
             opt["loss"].to_numpy(), **shape,
         )
 
-    def predict_loss(self, N, D, lr, batch_tokens, prob: float = 0.9) -> dict:
-        x = self.predict_loss_draws(N, D, lr, batch_tokens)
-        lo, hi = np.quantile(x, [(1 - prob) / 2, (1 + prob) / 2])
-        return {"mean": float(x.mean()), "lower": float(lo), "upper": float(hi)}
+    def predict(self, data, prob: float = 0.9, kind: str = "mean", seed: int | None = 0) -> pd.DataFrame:
+        """Runs at (N, D, lr, batch_tokens), the rows of ``data``, each in a new cell at its
+        (N, D): those columns, then the posterior mean and central ``prob`` interval of
+        the loss, the surface's mean or (``kind="observation"``) a run's measured loss."""
+        summaries.check_prob(prob)
+        check_kind(kind)
+        rows = pd.DataFrame(data)
+        missing = [c for c in ("N", "D", "lr", "batch_tokens") if c not in rows]
+        if missing:
+            raise DataError(f"predict needs columns N, D, lr, batch_tokens; missing {missing}")
+        rows = rows[["N", "D", "lr", "batch_tokens"]].astype(float).reset_index(drop=True)
+        draws = np.column_stack([self.predict_loss_draws(*row, seed=seed) for row in rows.itertuples(index=False)])
+        if kind == "observation":
+            rng = np.random.default_rng(None if seed is None else seed + 2)
+            draws = draws + self.draws("sigma")[:, None] * rng.logistic(size=draws.shape)
+        return summaries.predictions(rows, draws, prob)
 
     def cell_optima(self, prob: float = 0.9) -> pd.DataFrame:
-        """Per fitted cell: posterior mean and interval of η*, B*, L*."""
-        q = [(1 - prob) / 2, (1 + prob) / 2]
-        rows = []
-        lr, bs, L = np.exp(self.draws("log_lr_opt")), np.exp(self.draws("log_bs_opt")), self.draws("loss_opt")
-        for i, cell in self.cells.iterrows():
-            row = {"N": cell["N"], "D": cell["D"]}
-            for name, x in (("lr", lr[:, i]), ("batch_tokens", bs[:, i]), ("loss", L[:, i])):
-                lo, hi = np.quantile(x, q)
-                row.update({name: x.mean(), f"{name}_lower": lo, f"{name}_upper": hi})
-            rows.append(row)
-        return pd.DataFrame(rows)
+        """Per fitted cell: posterior mean and central interval of η*, B*, L*."""
+        optima = {"lr": np.exp(self.draws("log_lr_opt")), "batch_tokens": np.exp(self.draws("log_bs_opt")),
+                  "loss": self.draws("loss_opt")}
+        out = self.cells[["N", "D"]].copy()
+        for name, x in optima.items():
+            s = summaries.central(x, prob, axis=0)
+            out[name], out[f"{name}_lower"], out[f"{name}_upper"] = s["mean"], s["lower"], s["upper"]
+        return out.reset_index(drop=True)
 
     def cell_mean(self, cell: int, lr, batch_tokens) -> np.ndarray:
         """Draws of the mean loss of fitted cell ``cell`` at (lr, batch_tokens), shape (draws, points)."""
@@ -332,16 +347,3 @@ class SurfaceFit(BayesianFit):
             self.draws("log_lr_opt")[:, cell, None], self.draws("log_bs_opt")[:, cell, None],
             self.draws("loss_opt")[:, cell, None], **shape,
         )
-
-
-def summarise(draws: pd.DataFrame, prob: float) -> pd.DataFrame:
-    q = [(1 - prob) / 2, (1 + prob) / 2]
-    return pd.DataFrame(
-        {name: {"mean": float(x.mean()), "lower": float(np.quantile(x, q[0])), "upper": float(np.quantile(x, q[1]))}
-         for name, x in draws.items()}
-    ).T
-
-
-def check_point(N, D):
-    if not (np.all(np.asarray(N) > 0) and np.all(np.asarray(D) > 0)):
-        raise DataError(f"N and D must be positive, got N={N}, D={D}")

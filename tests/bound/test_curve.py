@@ -3,7 +3,9 @@ saved and reloaded), bad input, and the 124M runs (slow)."""
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
+from scipy import stats
 
 from bayescale.bound.curve import BoundCurveFit, curve_table
 from bayescale.bound.data import read_runs
@@ -96,8 +98,26 @@ def test_real_124m_curves_tail_within_two_percent(dataset):
     runs = runs[(runs["model_size"] == 123587328.0) & (runs["dataset"] == "slimpajama")
                 & (runs["total_steps"] == 50000) & runs["lr"].isin([5e-4, 1e-3, 2e-3])]
     model = BoundCurveFit()
-    model.fit(curve_table(path, runs["run"].tolist()), seed=1, progress=False)
+    model.fit(curve_table(path, runs["run"].tolist()), seed=1, progress=False, draws=1000, tune=1000)
     report = model.fit_report
     assert report["rhat_max"] <= 1.01 and report["ess_bulk_min"] >= 400 and report["divergences"] == 0
     errors = model.holdout_error()
     assert errors["mean_rel_error"].median() < 0.02
+
+
+def test_numpy_twin_matches_the_pymc_graph(fitted):
+    # the numpy curve used for bands and predictions, at the fitted steps, against the
+    # model's compiled logp at the posterior draws and its posterior predictive draws
+    model, _ = fitted
+    rows = model.fit_rows
+    mu, sigma = model._draws_at(rows, observed=False), model.draws("sigma")[:, None]
+    nu = model.model_config["nu"]
+    numpy_logp = stats.t.logpdf((rows["loss"].to_numpy() - mu) / sigma, df=nu) - np.log(sigma)
+    np.testing.assert_allclose(numpy_logp, model.idata.log_likelihood["loss"].values.reshape(mu.shape), rtol=1e-6, atol=1e-8)
+    with model.model:
+        ppc = pm.sample_posterior_predictive(model.idata, random_seed=0, progressbar=False,
+                                             return_inferencedata=False)["loss"].reshape(mu.shape)
+    z_numpy = (model._draws_at(rows, observed=True) - mu) / sigma
+    assert stats.ks_2samp(((ppc - mu) / sigma).ravel(), z_numpy.ravel()).pvalue > 1e-3
+    prediction = model.predict(rows, kind="observation")
+    assert list(prediction.columns[-3:]) == ["mean", "lower", "upper"] and len(prediction) == len(rows)

@@ -7,12 +7,14 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
+from scipy import stats
 
 from bayescale import cli, registry
 from bayescale.bound import transfer
 from bayescale.bound.data import read_runs
-from bayescale.bound.final import SAMPLING, BoundFinalFit
+from bayescale.bound.final import BoundFinalFit
 from bayescale.bound.size_horizon import Bound2DFit
 from bayescale.core import convex_bound, diagnostics, schedules
 from bayescale.core.errors import DataError
@@ -118,7 +120,7 @@ def test_real_124m_gamma_star_at_50k_near_published(dataset):
     runs, _ = read_runs(path)
     runs = runs[(runs["model_size"] == 123587328.0) & (runs["dataset"] == "slimpajama") & (runs["total_steps"] == 50000)]
     model = BoundFinalFit()
-    model.fit(runs, seed=1, progress=False, **SAMPLING)
+    model.fit(runs, seed=1, progress=False)
     assert diagnostics.problems(model.fit_report) == []
     for c, published in {0.1: 7.4e-4, 0.2: 8.6e-4, 0.4: 1.05e-3, 0.8: 1.43e-3}.items():
         lr = model.optimum({"schedule": "wsd", "cooldown": c, "total_steps": 50000, "warmup_steps": 300})["lr"]
@@ -135,13 +137,30 @@ def test_2d_law_needs_every_runs_batch_size_or_none():
 @pytest.mark.slow
 def test_real_2d_law_samples_cleanly_and_widens_bands_for_a_new_size(dataset):
     path = dataset("lr-scheduling")
-    runs, _ = read_runs(path, name_pattern=Bound2DFit().config["name_pattern"])
+    runs, _ = read_runs(path, name_pattern=Bound2DFit().model_config["name_pattern"])
     runs = runs[runs["dataset"] == "slimpajama"].reset_index(drop=True)
     model = Bound2DFit()
-    model.fit(runs, seed=1, progress=False, **SAMPLING)
+    model.fit(runs, seed=1, progress=False)
     assert diagnostics.problems(model.fit_report) == []
     seen = runs[runs["model_size"] == runs["model_size"].max()].iloc[:1]
     new_size = seen.assign(model_size=2 * seen["model_size"])
-    width = {name: np.ptp(np.quantile(model.predict(frame), [0.05, 0.95], axis=0)) for name, frame in
+    width = {name: np.ptp(np.quantile(model.predict_draws(frame), [0.05, 0.95], axis=0)) for name, frame in
              (("seen", seen), ("new", new_size))}
     assert width["new"] > width["seen"]  # a size not in the fit draws a fresh size discrepancy
+
+
+def test_numpy_twin_matches_the_pymc_graph(fitted):
+    # the numpy law used for predictions, at the fitted runs (their families' fitted
+    # deviations), against the model's compiled logp at the posterior draws and its
+    # posterior predictive draws
+    model, _ = fitted
+    mu = model.predict_draws(model.data)
+    sigma, nu = model.draws("sigma")[:, None], model.model_config["nu"]
+    numpy_logp = stats.t.logpdf((model.data["loss"].to_numpy() - mu) / sigma, df=nu) - np.log(sigma)
+    pymc_logp = model.idata.log_likelihood["loss"].values.reshape(mu.shape)
+    np.testing.assert_allclose(numpy_logp, pymc_logp, rtol=1e-6, atol=1e-8)
+    with model.model:
+        ppc = pm.sample_posterior_predictive(model.idata, random_seed=0, progressbar=False,
+                                             return_inferencedata=False)["loss"].reshape(mu.shape)
+    z_numpy = (model.predict_draws(model.data, observed=True) - mu) / sigma
+    assert stats.ks_2samp(((ppc - mu) / sigma).ravel(), z_numpy.ravel()).pvalue > 1e-3

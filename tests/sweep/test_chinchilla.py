@@ -1,6 +1,8 @@
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
+from scipy import stats
 
 from bayescale.core.errors import DataError
 from bayescale.sweep.chinchilla import (
@@ -66,17 +68,41 @@ def test_missing_column(tmp_path):
         read_loss_table(path)
 
 
-@pytest.mark.slow
-def test_recovers_a_planted_law():
+@pytest.fixture(scope="module")
+def planted():
     rng = np.random.default_rng(0)
     N = np.exp(rng.uniform(np.log(5e7), np.log(1e10), 80))
     D = np.exp(rng.uniform(np.log(1e9), np.log(5e11), 80))
     frame = pd.DataFrame({"N": N, "D": D, "loss": loss(N, D, **EPOCH) * np.exp(rng.normal(0, 0.005, 80))})
     fit = ChinchillaFit()
     fit.fit(frame, draws=300, tune=300, chains=2, seed=2, progress=False)
+    return fit, frame
+
+
+@pytest.mark.slow
+def test_recovers_a_planted_law(planted):
+    fit, _ = planted
     params = fit.parameters(prob=0.95).set_index("parameter")
     for name in ("alpha", "beta", "E"):
         assert params.loc[name, "lower"] < EPOCH[name] < params.loc[name, "upper"], name
+
+
+@pytest.mark.slow
+def test_numpy_twin_matches_the_pymc_graph(planted):
+    fit, frame = planted
+    N, D = frame["N"].to_numpy(), frame["D"].to_numpy()
+    mean = fit.predict(frame)["mean"].to_numpy()
+    draws = {k: fit.draws(k)[:, None] for k in ("E", "a", "b", "alpha", "beta", "sigma", "nu")}
+    mu = np.log(scaled_loss(N[None], D[None], *(draws[k] for k in ("E", "a", "b", "alpha", "beta"))))
+    z = (np.log(frame["loss"].to_numpy()) - mu) / draws["sigma"]
+    numpy_logp = stats.t.logpdf(z, df=draws["nu"]) - np.log(draws["sigma"])
+    np.testing.assert_allclose(numpy_logp, fit.idata.log_likelihood["log_loss"].values.reshape(mu.shape), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(mean, np.exp(mu).mean(axis=0))
+    with fit.model:
+        ppc = pm.sample_posterior_predictive(fit.idata, random_seed=0, progressbar=False,
+                                             return_inferencedata=False)["log_loss"].reshape(mu.shape)
+    numpy_draws = fit.predict_draws(frame, observed=True)
+    assert stats.ks_2samp((ppc - mu).ravel(), (np.log(numpy_draws) - mu).ravel()).pvalue > 1e-3
 
 
 @pytest.mark.slow

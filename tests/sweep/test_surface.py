@@ -5,8 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
 import xarray as xr
+from scipy import stats
 
 from bayescale import cli
 from bayescale.core.errors import DataError
@@ -162,7 +164,7 @@ def test_unknown_prior_name_is_refused():
 def test_spec_is_the_surface_model():
     model = from_spec("sweep")
     assert isinstance(model, SurfaceFit)
-    assert model.config["window"] == 0.01
+    assert model.model_config["window"] == 0.01
 
 
 @pytest.fixture(scope="module")
@@ -251,8 +253,8 @@ def test_cli_check_json_has_the_table_and_the_shape_comparison(fitted, capsys):
 def test_predicted_loss_rises_away_from_the_optimum(fitted):
     fit = load(fitted)
     opt = fit.optimum(2e8, 5e9).loc[:, "mean"]
-    at = fit.predict_loss(2e8, 5e9, opt["lr"], opt["batch_tokens"])["mean"]
-    off = fit.predict_loss(2e8, 5e9, 8 * opt["lr"], opt["batch_tokens"])["mean"]
+    runs = pd.DataFrame({"N": 2e8, "D": 5e9, "lr": [opt["lr"], 8 * opt["lr"]], "batch_tokens": opt["batch_tokens"]})
+    at, off = fit.predict(runs)["mean"]
     assert off > at
 
 
@@ -282,3 +284,25 @@ def test_full_steplaw_fit_meets_sampling_thresholds(dataset):
     assert model.fit_report["rhat_max"] <= 1.01
     assert model.fit_report["ess_bulk_min"] >= 400
     assert model.fit_report["divergences"] == 0
+
+
+@pytest.mark.slow
+def test_numpy_twin_matches_the_pymc_graph(fitted):
+    # the numpy surface used by the convexity check and predictions, at the fitted runs,
+    # against the model's compiled logp at the posterior draws (Censored logistic: log-density
+    # below the level, log-survival at it) and its posterior predictive draws
+    fit = load(fitted)
+    fit.model = fit.build_model()
+    table = fit.data
+    mean = np.column_stack([fit.cell_mean(c, table["lr"].iloc[[i]], table["batch_tokens"].iloc[[i]])[:, 0]
+                            for i, c in enumerate(fit.cell_index)])
+    s = fit.draws("sigma")[:, None]
+    level, censored = fit.censoring_level(), fit.censored()
+    numpy_logp = np.where(censored, stats.logistic.logsf(level, mean, s),
+                          stats.logistic.logpdf(table["target"].to_numpy(), mean, s))
+    np.testing.assert_allclose(numpy_logp, fit.idata.log_likelihood["loss"].values.reshape(mean.shape), rtol=1e-6, atol=1e-8)
+    with fit.model:
+        ppc = pm.sample_posterior_predictive(fit.idata, random_seed=0, progressbar=False,
+                                             return_inferencedata=False)["loss"].reshape(mean.shape)
+    numpy_draws = np.minimum(mean + s * np.random.default_rng(0).logistic(size=mean.shape), level)
+    assert stats.ks_2samp(((ppc - mean) / s).ravel(), ((numpy_draws - mean) / s).ravel()).pvalue > 1e-3
