@@ -82,9 +82,9 @@ class BayesianFit:
         self.model_config = {**defaults, **copy.deepcopy(model_config or {})}
         self.sampler_config = {**SAMPLER_DEFAULTS, **self.sampler_defaults}
         self.sampler_config = {**self.sampler_config, **self._checked_sampler(sampler_config or {})}
+        self.derived: dict = {}  # before the priors: which parameters a law has may depend on it
         self.user_priors = self._checked_priors(priors)
         self.spec_priors = self._checked_priors(spec_priors)
-        self.derived: dict = {}
         self.data: pd.DataFrame | None = None
         self.model: pm.Model | None = None
         self.priors: dict[str, Prior] = {}

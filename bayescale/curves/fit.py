@@ -281,8 +281,9 @@ class CurveFit(BayesianFit):
             mu = curve(x[:-1])
             if mu is None:
                 return 1e10
-            z = (self.y - mu) / np.exp(x[-1])
-            return float(z.size * x[-1] - np.sum(stats.t.logpdf(z, df=nu)))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the optimiser's far steps
+                z = (self.y - mu) / np.exp(x[-1])
+                return float(z.size * x[-1] - np.sum(stats.t.logpdf(z, df=nu)))
 
         optima = []
         for point in [start, *self.start_points()]:
