@@ -1,5 +1,6 @@
 """The law registry, specs and the settings of the fit contract."""
 
+import inspect
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ from pymc_extras.prior import Prior
 
 from bayescale import registry
 from bayescale.core.fit import BayesianFit
+from bayescale.core.sampling import SAMPLER_DEFAULTS
 from bayescale.curves.annealing import AnnealingLaw
 from bayescale.sweep.surface import SurfaceFit
 
@@ -98,3 +100,18 @@ def test_seq_len_of_the_spec_reaches_the_sweep_reader():
         model = registry.from_spec("sweep", seq_len=seq_len)
         model.prepare(rows)
         assert (model.data["batch_tokens"] == 64 * seq_len).all()
+
+
+def leading_parameters(function, n: int) -> list:
+    return [(p.name, p.default) for p in list(inspect.signature(function).parameters.values())[:n]]
+
+
+@pytest.mark.parametrize("key", sorted(registry.LAWS))
+def test_every_law_has_the_one_fit_contract(key):
+    cls, empty = registry.LAWS[key], inspect.Parameter.empty
+    assert leading_parameters(cls.predict, 4) == [("self", empty), ("data", empty), ("prob", 0.9), ("kind", "mean")]
+    assert leading_parameters(cls.summary, 2) == [("self", empty), ("prob", 0.9)]
+    assert leading_parameters(cls.fit, 2) == [("self", empty), ("data", empty)]
+    assert cls.predict is not BayesianFit.predict or cls.predict_draws is not BayesianFit.predict_draws
+    assert isinstance(cls.version, int) and cls.version >= 1
+    assert set(cls().sampler_config) == set(SAMPLER_DEFAULTS)

@@ -87,11 +87,6 @@ class BoundCurveFit(BayesianFit):
     def default_model_config(self):
         return {"nu": 4.0}
 
-    @property
-    def scales(self) -> dict:
-        """Reference scales derived from the fitted runs (stored with the fit)."""
-        return self.derived["scales"]
-
     def default_priors(self):
         return {
             "L_ref": Prior("Normal", mu=3.0, sigma=1.0),
@@ -138,7 +133,7 @@ class BoundCurveFit(BayesianFit):
         return out.sort_index()
 
     def _scaled(self, frame):
-        s = self.scales
+        s = self.derived["scales"]
         return (frame["lr"].to_numpy(float) / s["gamma_ref"], frame["S_tilde"].to_numpy(float) / s["S_ref"],
                 frame["K"].to_numpy(float) / s["K_ref"])
 

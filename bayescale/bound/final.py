@@ -50,7 +50,7 @@ from bayescale.bound.data import (
 )
 from bayescale.core import summaries
 from bayescale.core.errors import DataError
-from bayescale.core.fit import BayesianFit, check_kind
+from bayescale.core.fit import BayesianFit
 
 # the bound laws' sampling budget: the scale of the final-loss law's depth deviations mixes
 # slowly (bulk ESS ≈ 0.1 of the draws on the 124M grid), so 4 × 2500 draws keep it above 400
@@ -125,11 +125,6 @@ class BoundFinalFit(BayesianFit):
         """The E·T^(−β) term in use: by default when the data hold several horizons."""
         return self.derived["horizon_term"]
 
-    @property
-    def scales(self) -> dict:
-        """Reference scales derived from the fitted runs (stored with the fit)."""
-        return self.derived["scales"]
-
     def default_priors(self):
         return {
             "L_ref": Prior("Normal", mu=3.0, sigma=1.0),
@@ -183,7 +178,7 @@ class BoundFinalFit(BayesianFit):
         }
 
     def _scaled(self, frame: pd.DataFrame) -> dict:
-        return scaled_terms(frame, self.scales)
+        return scaled_terms(frame, self.derived["scales"])
 
     # --- model -----------------------------------------------------------------------------
     def build_model(self):
@@ -202,7 +197,7 @@ class BoundFinalFit(BayesianFit):
             horizon = {"p": 1.0}
             if self.horizon_term:
                 h = {name: self.priors[name].create_variable(name) for name in HORIZON}
-                T_min_rel = self.scales["T_min"] / self.scales["T_ref"]
+                T_min_rel = self.derived["scales"]["T_min"] / self.derived["scales"]["T_ref"]
                 E = pm.Deterministic("E", horizon_scale(h["horizon_gap"], h["beta"], T_min_rel, xp=pm.math))
                 horizon = {"p": h["p"], "E": E, "beta": h["beta"]}
             mu = mean_loss(
@@ -242,14 +237,6 @@ class BoundFinalFit(BayesianFit):
         frame[["S_tilde", "K"]] = run_terms(frame)
         return frame
 
-    def predict(self, data, prob: float = 0.9, kind: str = "mean") -> pd.DataFrame:
-        """The runs of ``data`` (described like the training table: schedule, total_steps,
-        lr, …) with the posterior mean and central ``prob`` interval of the final loss: the
-        law's mean, or (``kind="observation"``) a measured final loss with its noise."""
-        summaries.check_prob(prob)
-        draws = self.predict_draws(data, observed=check_kind(kind) == "observation")
-        return summaries.predictions(pd.DataFrame(data), draws, prob)
-
     def predict_draws(self, runs, observed: bool = False) -> np.ndarray:
         """Posterior draws of the mean final loss of ``runs``, shape (draws, runs); with
         ``observed`` the runs' Student-t noise is added."""
@@ -268,14 +255,14 @@ class BoundFinalFit(BayesianFit):
     def optimum_draws(self, schedule: dict) -> tuple[np.ndarray, np.ndarray]:
         """Draws of (γ*, loss at γ*) for one schedule description such as
         ``{"schedule": "wsd", "total_steps": 50000, "cooldown": 0.2, "warmup_steps": 300}``."""
-        frame = self._runs_frame([{"run": "query", "lr": self.scales["gamma_ref"], **schedule}])
+        frame = self._runs_frame([{"run": "query", "lr": self.derived["scales"]["gamma_ref"], **schedule}])
         row = frame.iloc[0]
         x = self._scaled(frame)
         common = self._common_draws()
         gd = self._group_draws(row["group"])
         gamma_u = optimal_gamma_u(x["S_rel"][0], x["K_rel"][0], gd["theta1"], gd["theta2"], common["p"])
         loss = mean_loss(gamma_u, x["S_rel"][0], x["K_rel"][0], x["T_rel"][0], **common, **gd)
-        return gamma_u * self.scales["gamma_ref"], loss
+        return gamma_u * self.derived["scales"]["gamma_ref"], loss
 
     def optimum(self, schedule: dict, prob: float = 0.9) -> dict:
         """{"lr": {mean, median, lower, upper}, "loss": {…}, "group", "in_fit"}."""
@@ -287,7 +274,7 @@ class BoundFinalFit(BayesianFit):
     def optima(self, total_steps: int | None = None, prob: float = 0.9) -> pd.DataFrame:
         """γ* and the loss there for every fitted schedule family at ``total_steps``
         (default: the largest horizon in the data)."""
-        T = int(total_steps or self.scales["T_ref"])
+        T = int(total_steps or self.derived["scales"]["T_ref"])
         rows = []
         for group in self.groups:
             example = self.data[self.data["group"] == group].iloc[0]

@@ -67,7 +67,7 @@ from bayescale.bound.data import (
 from bayescale.bound.final import BUDGET
 from bayescale.core import summaries
 from bayescale.core.errors import DataError
-from bayescale.core.fit import BayesianFit, check_kind
+from bayescale.core.fit import BayesianFit
 
 PARAMS = ["L_ref", "horizon_gap", "beta", "size_gap", "alpha", "log_lr", "nu_lr", "log_depth", "nu_depth", "p", "sigma_offset",
           "sigma_size", "sigma"]
@@ -108,11 +108,6 @@ class Bound2DFit(BayesianFit):
 
     def default_model_config(self):
         return {"nu": 4.0, "name_pattern": MULTI_SIZE_RUNS, "dataset": "slimpajama", "seed_new_groups": 0}
-
-    @property
-    def scales(self) -> dict:
-        """Reference scales derived from the fitted runs (stored with the fit)."""
-        return self.derived["scales"]
 
     def default_priors(self):
         return {
@@ -179,7 +174,7 @@ class Bound2DFit(BayesianFit):
         return runs
 
     def _scaled(self, frame):
-        s = self.scales
+        s = self.derived["scales"]
         return {"gamma_u": frame["lr"].to_numpy(float) / s["gamma_ref"],
                 "S_rel": frame["S_tilde"].to_numpy(float) / s["S_ref"],
                 "K_rel": frame["K"].to_numpy(float) / s["K_ref"],
@@ -217,7 +212,7 @@ class Bound2DFit(BayesianFit):
         if "loss" not in frame:
             frame["loss"] = 0.0
         frame = tidy_runs(frame, "query")
-        frame["batch_size"] = frame["batch_size"].fillna(self.scales["batch_size"])
+        frame["batch_size"] = frame["batch_size"].fillna(self.derived["scales"]["batch_size"])
         return self._with_terms(frame)
 
     def _effect_draws(self, frame: pd.DataFrame) -> np.ndarray:
@@ -239,18 +234,10 @@ class Bound2DFit(BayesianFit):
         return total
 
     def _minima(self) -> dict:
-        return {"D_min_rel": self.scales["D_min"] / self.scales["D_ref"], "N_min_rel": self.scales["N_min"] / self.scales["N_ref"]}
+        return {"D_min_rel": self.derived["scales"]["D_min"] / self.derived["scales"]["D_ref"], "N_min_rel": self.derived["scales"]["N_min"] / self.derived["scales"]["N_ref"]}
 
     def _params(self) -> dict:
         return {k: self.draws(k)[:, None] for k in LAW}
-
-    def predict(self, data, prob: float = 0.9, kind: str = "mean") -> pd.DataFrame:
-        """The runs of ``data`` (described like the training table: schedule, total_steps,
-        lr, …) with the posterior mean and central ``prob`` interval of the final loss: the
-        law's mean, or (``kind="observation"``) a measured final loss with its noise."""
-        summaries.check_prob(prob)
-        draws = self.predict_draws(data, observed=check_kind(kind) == "observation")
-        return summaries.predictions(pd.DataFrame(data), draws, prob)
 
     def predict_draws(self, runs, observed: bool = False) -> np.ndarray:
         """Draws of the mean final loss of runs described like the training table, their
@@ -267,14 +254,14 @@ class Bound2DFit(BayesianFit):
     def optimum(self, schedule: dict, model_size: float, prob: float = 0.9) -> dict:
         """η*(T, N) and the loss there for one schedule description and model size
         (``schedule`` may give ``batch_size``; default the fit's median)."""
-        frame = self._frame([{"run": "query", "lr": self.scales["gamma_ref"], "model_size": model_size, **schedule}])
+        frame = self._frame([{"run": "query", "lr": self.derived["scales"]["gamma_ref"], "model_size": model_size, **schedule}])
         x = self._scaled(frame)
         p = {k: v[:, 0] for k, v in self._params().items()}
         lr_axis = p["log_lr"] + p["nu_lr"] * np.log(x["N_rel"][0])
         gamma_u = np.exp(lr_axis) * np.sqrt(x["S_rel"][0] ** (-p["p"]) / x["K_rel"][0])
         loss = mean_loss(gamma_u, x["S_rel"][0], x["K_rel"][0], x["D_rel"][0], x["N_rel"][0], x["B_rel"][0],
                          self._effect_draws(frame)[:, 0], **self._minima(), **p)
-        return {"lr": summaries.central(gamma_u * self.scales["gamma_ref"], prob, median=True),
+        return {"lr": summaries.central(gamma_u * self.derived["scales"]["gamma_ref"], prob, median=True),
                 "loss": summaries.central(loss, prob, median=True)}
 
     def exponents(self, prob: float = 0.9) -> pd.DataFrame:

@@ -37,7 +37,7 @@ from pymc_extras.prior import Prior
 
 from bayescale.core import diagnostics as diag
 from bayescale.core.sampling import SAMPLER_DEFAULTS, observed_dataset, run_sampler
-from bayescale.core.summaries import check_prob
+from bayescale.core.summaries import check_prob, predictions
 
 FORMAT_VERSION = 2
 PRIOR_SOURCES = ("default", "scaled", "spec", "user")
@@ -128,7 +128,15 @@ class BayesianFit:
     def predict(self, data, prob: float = 0.9, kind: str = "mean") -> pd.DataFrame:
         """The rows of ``data`` (identifying columns first) with ``mean``, ``lower`` and
         ``upper``: the posterior mean and central ``prob`` interval of the loss; ``kind``
-        "mean" for the law's mean, "observation" with the noise added."""
+        "mean" for the law's mean, "observation" with the noise added. By default from
+        ``predict_draws``; a law that needs more (a seed, its own rows) overrides this."""
+        check_prob(prob)
+        draws = self.predict_draws(data, observed=check_kind(kind) == "observation")
+        return predictions(pd.DataFrame(data), draws, prob)
+
+    def predict_draws(self, data, observed: bool = False) -> np.ndarray:
+        """Posterior draws (draws, rows) of the loss at the rows of ``data``: the law's
+        mean, or with ``observed`` a measured loss (the noise added)."""
         raise NotImplementedError
 
     @property
