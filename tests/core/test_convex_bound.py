@@ -1,6 +1,5 @@
 """The convex bound: O(T) evaluation against the O(T²) reference and SCIENCE.md §4."""
 
-import time
 
 import numpy as np
 import pytest
@@ -65,11 +64,9 @@ def test_theory_lr_transfer_linear_decay_vs_wsd():
     assert np.allclose(gaps, [0.78, 0.67, 0.50, 0.35, 0.18], atol=0.006)
 
 
-def test_million_steps_in_well_under_a_second():
-    schedule = schedules.wsd(10**6, cooldown=0.2, warmup_steps=1000)
-    t0 = time.perf_counter()
-    terms = convex_bound.bound_terms(schedule)
-    assert time.perf_counter() - t0 < 0.5
+def test_a_million_step_schedule_gives_finite_terms():
+    # its speed is measured in benchmarks/, not asserted here
+    terms = convex_bound.bound_terms(schedules.wsd(10**6, cooldown=0.2, warmup_steps=1000))
     assert np.isfinite(terms.gamma_star)
 
 
